@@ -1,0 +1,29 @@
+"""Exceptions that mean "the user asked for something wrong".
+
+The CLI prints a `QuantlensError` as one line and exits with code 2. Anything else that escapes
+is a bug in quantlens and is allowed to show its traceback.
+"""
+
+
+class QuantlensError(Exception):
+    """A user mistake (bad path, bad config, bad checkpoint): one line, exit code 2."""
+
+
+class ConfigError(QuantlensError):
+    """A config file or option is invalid; the message names the field."""
+
+
+class DataError(QuantlensError):
+    """A dataset cannot be read; the message names the file or folder."""
+
+
+class ModelError(QuantlensError):
+    """A model cannot be built or is incompatible with its input."""
+
+
+class CheckpointError(QuantlensError):
+    """A checkpoint cannot be loaded safely or does not fit the model."""
+
+
+class UnknownNameError(QuantlensError):
+    """A name is not in a registry; the message lists close matches."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real data beside the project, seeded randomness, a temporary run root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("QUANTLENS_SHARED", PROJECT_ROOT.parent / "shared"))
+
+
+def _shared_path(relative: str) -> Path:
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"{path} is absent: this test needs the shared data beside the project (../shared)")
+    return path
+
+
+@pytest.fixture
+def shared_path():
+    """`shared_path("data/pneumoniamnist/pneumoniamnist.npz")` -> Path, or skip with the reason."""
+    return _shared_path
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+@pytest.fixture
+def run_root(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("EXPERIMENT_ROOT", str(root))
+    return root
