@@ -26,6 +26,13 @@ def shared_path():
     return _shared_path
 
 
+def pytest_configure(config):
+    # Under pytest-xdist each worker gets one core: torch's default of one thread per core would make
+    # two workers fight over two cores, and OpenMP spin-waiting makes that many times slower.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)

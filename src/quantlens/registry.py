@@ -34,7 +34,7 @@ class Registry(Generic[T]):
         """Decorator: `@REG.register("name")` (or the object's `__name__` when no name is given)."""
 
         def decorate(obj: T) -> T:
-            return self.add(name or getattr(obj, "__name__"), obj)
+            return self.add(name or obj.__name__, obj)
 
         return decorate
 

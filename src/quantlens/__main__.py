@@ -1,0 +1,3 @@
+from quantlens.cli import main
+
+main()

@@ -1,0 +1,123 @@
+"""The `quantlens` command. Thin: parse options, call the library, print.
+
+A user mistake (a `QuantlensError`) prints one line on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from quantlens.errors import QuantlensError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Which precision should this image classifier run in, and what does it cost?")
+# Off a terminal rich assumes 80 columns and truncates table cells; results must stay readable in logs.
+out = Console(width=None if Console().is_terminal else 160)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+
+OutOption = typer.Option(None, "--out", help="run root (default: $EXPERIMENT_ROOT, else ./runs)")
+
+
+def _run(spec) -> None:
+    from quantlens.experiments.runner import run_experiment
+    from quantlens.report.tables import cross_validation_table, metrics_table
+
+    outcome = run_experiment(spec, console=err)
+    if "cross_validation" in outcome.extras:
+        out.print(cross_validation_table(outcome.extras["cross_validation"]))
+    out.print(metrics_table(outcome, f"{spec.model.name} on {spec.data.source}"))
+    out.print(f"run record: {outcome.run_dir}")
+
+
+def _spec(values: dict, origin: str):
+    from quantlens.experiments.spec import spec_from_dict
+
+    return spec_from_dict(values, origin)
+
+
+@app.command()
+def run(config: Path | None = typer.Argument(None, help="experiment YAML; none runs the default experiment"),
+        out_root: str | None = OutOption) -> None:
+    """Run an experiment from a YAML file (or the default experiment on scikit-learn's digits)."""
+    from quantlens.experiments.defaults import default_spec
+    from quantlens.experiments.spec import load_spec
+
+    spec = load_spec(config) if config else default_spec()
+    if out_root:
+        spec = spec.model_copy(update={"output": spec.output.model_copy(update={"root": out_root})})
+    _run(spec)
+
+
+MODEL_HELP = "zoo name, python:<module>:<callable>, timm:<name>, torchvision:<name>"
+
+
+@app.command("eval")
+def evaluate(model: str = typer.Option(..., help=MODEL_HELP),
+             data: str = typer.Option(..., help="digits | medmnist:<npz> | imagefolder:<root> | idx:<dir>"),
+             weights: str | None = typer.Option(None, help="checkpoint to evaluate"),
+             split: str = typer.Option("auto", help="auto | train | val | test | all"),
+             image_size: int | None = typer.Option(None, help="square input side"),
+             batch_size: int = typer.Option(256),
+             name: str = typer.Option("eval", help="run name"),
+             out_root: str | None = OutOption) -> None:
+    """Evaluate a model (usually with --weights) and write a run record."""
+    _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
+                "model": {"name": model, "weights": weights},
+                "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "eval"))
+
+
+@app.command()
+def train(model: str = typer.Option(...), data: str = typer.Option(...),
+          epochs: int = typer.Option(10), optimizer: str = typer.Option("adamw", help="sgd | adamw"),
+          lr: float | None = typer.Option(None, help="default 0.05 for sgd, 2e-3 for adamw"),
+          batch_size: int = typer.Option(128), patience: int = typer.Option(5),
+          augment: str = typer.Option("", help="comma-separated: flip,crop"),
+          folds: int = typer.Option(1, help=">= 2 runs k-fold cross-validation"),
+          weights: str | None = typer.Option(None, help="initial weights (fine-tuning)"),
+          image_size: int | None = typer.Option(None), seed: int = typer.Option(0),
+          name: str = typer.Option("train", help="run name"), out_root: str | None = OutOption) -> None:
+    """Train a model (FP32) with a validation split; keep the best checkpoint; evaluate on the test split."""
+    train_block = {"enabled": True, "epochs": epochs, "optimizer": optimizer, "batch_size": batch_size,
+                   "patience": patience, "folds": folds}
+    if lr is not None:
+        train_block["lr"] = lr
+    _run(_spec({"name": name, "seed": seed,
+                "data": {"source": data, "image_size": image_size,
+                         "augment": [a.strip() for a in augment.split(",") if a.strip()]},
+                "model": {"name": model, "weights": weights}, "train": train_block,
+                "output": {"root": out_root}}, "train"))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the experiment YAML file."""
+    from quantlens.experiments.spec import ExperimentSpec
+
+    out.print_json(json.dumps(ExperimentSpec.model_json_schema()))
+
+
+@app.command("models")
+def list_models(pattern: str = typer.Argument("*", help="glob")) -> None:
+    """List the models of the zoo."""
+    from quantlens.models.build import MODELS
+
+    for name, card in MODELS.items():
+        if name in MODELS.names(pattern):
+            out.print(f"{name:<18} input {card.input_size:>3}  {card.description}", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except QuantlensError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""A run folder: every result of one run, written so that nothing incomplete looks complete.
+
+The folder is created as `<id>.partial/`; every file in it is written atomically; only when the
+run finishes is `run.json` written with status "complete" and the folder renamed to `<id>/`. A
+crash leaves a `.partial` folder with `run.json` saying "failed" (or nothing, if the process was
+killed), which no reader mistakes for a result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from quantlens import __version__
+from quantlens.atomic import write_json, write_text
+from quantlens.environment import capture_environment
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def default_run_root(configured: str | None = None) -> Path:
+    """`--out` / output.root, else $EXPERIMENT_ROOT, else ./runs."""
+    return Path(configured or os.environ.get("EXPERIMENT_ROOT") or "runs").expanduser()
+
+
+class RunRecord:
+    """Writes one run's files; use as a context manager so success or failure is always recorded."""
+
+    def __init__(self, root: Path, name: str, *, command: str | None = None) -> None:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.root = root
+        self.run_id = f"{stamp}-{name}-{secrets.token_hex(2)}"
+        self.final_dir = root / self.run_id
+        self.dir = root / (self.run_id + PARTIAL_SUFFIX)
+        self.dir.mkdir(parents=True, exist_ok=False)
+        self.command = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        self._started = time.time()
+        self._info: dict[str, Any] = {}
+
+    def path(self, relative: str) -> Path:
+        return self.dir / relative
+
+    def write_json(self, relative: str, obj: Any) -> Path:
+        return write_json(self.path(relative), obj)
+
+    def write_text(self, relative: str, text: str) -> Path:
+        return write_text(self.path(relative), text)
+
+    def write_environment(self, seeds: dict[str, int]) -> None:
+        self.write_json("environment.json", capture_environment(seeds))
+
+    def note(self, **info: Any) -> None:
+        """Add facts to run.json (e.g. skipped files, the split used)."""
+        self._info.update(info)
+
+    def _status(self, status: str, **extra: Any) -> dict:
+        return {"run_id": self.run_id, "status": status, "command": self.command, "quantlens": __version__,
+                "started": dt.datetime.fromtimestamp(self._started).isoformat(timespec="seconds"),
+                "seconds": round(time.time() - self._started, 3), **self._info, **extra}
+
+    def __enter__(self) -> RunRecord:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.write_json("run.json", self._status("complete"))
+            os.replace(self.dir, self.final_dir)
+            self.dir = self.final_dir
+        else:
+            self.write_json("run.json", self._status("failed", error=f"{type(exc).__name__}: {exc}"))
+        return False

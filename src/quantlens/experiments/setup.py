@@ -1,0 +1,74 @@
+"""Decide how a model meets its data: classes, channels, input size and normalisation.
+
+Precedence for each setting: the config, then the checkpoint's sidecar (when quantlens trained
+it), then what the data and the model say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from quantlens.data.source import ImageSource, Normalization
+from quantlens.data.transforms import Preprocessing
+from quantlens.errors import ModelError
+from quantlens.experiments.spec import ExperimentSpec
+from quantlens.models.build import ModelRef, build_model, input_channels
+from quantlens.models.checkpoints import load_weights
+from quantlens.models.sidecar import CheckpointSidecar
+
+
+@dataclass
+class Setup:
+    model: nn.Module
+    preprocessing: Preprocessing
+    sidecar: CheckpointSidecar | None
+
+    def describe(self) -> dict:
+        p = self.preprocessing
+        return {"channels": p.channels, "image_size": list(p.size), "mean": list(p.normalization.mean),
+                "std": list(p.normalization.std),
+                "parameters": sum(t.numel() for t in self.model.parameters())}
+
+
+def _image_size(spec: ExperimentSpec, source: ImageSource, ref: ModelRef,
+                sidecar: CheckpointSidecar | None) -> tuple[int, int]:
+    if spec.data.image_size:
+        return spec.data.image_size, spec.data.image_size
+    if sidecar is not None:
+        return tuple(sidecar.image_size)
+    native = source.uniform_size
+    if native is not None and native[0] == native[1]:
+        side = max(native[0], ref.min_input_size)
+        return side, side
+    return ref.preferred_input_size, ref.preferred_input_size
+
+
+def prepare_model(spec: ExperimentSpec, source: ImageSource) -> Setup:
+    """Build (and load) the model for `source`, and the preprocessing its input needs."""
+    sidecar = CheckpointSidecar.find(spec.model.weights)
+    if sidecar is not None and sidecar.num_classes != source.num_classes:
+        raise ModelError(f"checkpoint {spec.model.weights} was trained for {sidecar.num_classes} classes "
+                         f"but {source.spec} has {source.num_classes}")
+    ref = ModelRef.parse(spec.model.name)
+    size = _image_size(spec, source, ref, sidecar)
+    channels = spec.data.channels or (sidecar.in_channels if sidecar else source.channels)
+    model = build_model(spec.model.name, num_classes=source.num_classes, in_channels=channels,
+                        image_size=size[0], options=spec.model.options)
+    needed = input_channels(model)
+    if needed is not None and needed != channels:
+        if spec.data.channels:
+            raise ModelError(f"model {spec.model.name} takes {needed}-channel input but data.channels is {channels}")
+        channels = needed  # e.g. a torchvision model fixed at RGB: grayscale data is replicated
+    if spec.model.weights:
+        load_weights(model, spec.model.weights)
+    if spec.data.mean is not None:
+        stats = Normalization(spec.data.mean, spec.data.std)
+    elif sidecar is not None:
+        stats = Normalization(sidecar.mean, sidecar.std)
+    else:
+        stats = source.normalization
+    if len(stats.mean) not in (1, channels):
+        raise ModelError(f"data.mean has {len(stats.mean)} values but the model takes {channels} channels")
+    return Setup(model, Preprocessing(channels, size, stats.for_channels(channels)), sidecar)

@@ -1,0 +1,119 @@
+"""Reading and writing weights safely.
+
+Checkpoints are untrusted input: torch files are read with `weights_only=True` (tensors, numbers,
+strings and containers only), safetensors files hold tensors by construction. Accepted layouts:
+a plain state_dict; `{'state_dict': ...}` (this includes Lightning `.ckpt` files) or
+`{'model_state_dict' | 'model': ...}`; with `module.` (DataParallel), `model.` (Lightning) and
+`_orig_mod.` (torch.compile) prefixes stripped when every key carries them.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from quantlens.atomic import atomic_path
+from quantlens.errors import CheckpointError
+
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model")
+_PREFIXES = ("module.", "model.", "_orig_mod.")
+_SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+
+
+def _read_torch(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found is None:  # not a pickle of objects at all: a damaged or foreign file
+            raise CheckpointError(f"{path} is not a readable torch checkpoint (unpickling failed)") from None
+        raise CheckpointError(
+            f"{path} holds pickled Python objects, not only tensors (it needs {found.group(1)}); refused: "
+            f"checkpoints are loaded with weights_only=True. If you trust the file, re-save its state_dict "
+            f"(torch.save(model.state_dict(), ...)) or convert it to safetensors") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0]})") from None
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from None
+
+
+def _is_tensor_dict(obj: object) -> bool:
+    return isinstance(obj, dict) and any(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file, keyed as the model's state_dict expects."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    obj: object = _read_safetensors(path) if path.suffix.lower() in _SAFETENSORS_SUFFIXES else _read_torch(path)
+    if isinstance(obj, dict) and not _is_tensor_dict(obj):
+        nested = next((obj[k] for k in _NESTED_KEYS if _is_tensor_dict(obj.get(k))), None)
+        if nested is None:
+            raise CheckpointError(f"{path} holds no state_dict (top-level keys: {', '.join(map(str, list(obj)[:8]))})")
+        obj = nested
+    if not _is_tensor_dict(obj):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state_dict of tensors")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    return _strip_prefixes(tensors)
+
+
+def _first(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a checkpoint into `model` strictly; any mismatch is one message naming the first keys."""
+    state = read_state_dict(path)
+    expected = model.state_dict()
+    # BatchNorm's step counter is not needed for inference and is absent from many older files.
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                 for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    if misshaped:
+        problems.append(f"shape mismatch: {_first(misshaped, 3)}")
+    if missing:
+        problems.append(f"missing keys: {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_first(unexpected)}")
+    if problems:
+        raise CheckpointError(f"checkpoint {path} does not fit the model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """Write the model's state_dict as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    # safetensors refuses tensors that share memory; contiguous copies are always safe.
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+    return Path(path)

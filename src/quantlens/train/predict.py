@@ -1,0 +1,37 @@
+"""Batched inference over a prepared dataset -> per-sample `Predictions`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from quantlens.data.loader import PreparedData
+from quantlens.errors import ModelError
+from quantlens.metrics.classification import Predictions
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, data: PreparedData, indices: np.ndarray, batch_size: int = 256) -> Predictions:
+    """Softmax probabilities of `model` on `indices`; refuses non-finite outputs instead of scoring them."""
+    was_training = model.training
+    model.eval()
+    probs, labels, seen = [], [], []
+    try:
+        for x, y, idx in data.batches(indices, batch_size):
+            logits = model(x)
+            if logits.ndim != 2 or logits.shape[1] != data.source.num_classes:
+                raise ModelError(f"model output has shape {tuple(logits.shape)}; expected (batch, "
+                                 f"{data.source.num_classes}) for {data.source.num_classes} classes")
+            probs.append(torch.softmax(logits.float(), dim=1))
+            labels.append(y)
+            seen.append(idx)
+    finally:
+        model.train(was_training)
+    p = torch.cat(probs).numpy() if probs else np.zeros((0, data.source.num_classes), np.float32)
+    bad = int((~np.isfinite(p)).any(axis=1).sum())
+    if bad:
+        raise ModelError(f"the model produced non-finite outputs (NaN/Inf) for {bad} of {len(p)} samples")
+    order = torch.cat(seen).numpy() if seen else np.zeros(0, np.int64)
+    ids = np.asarray([data.source.ids[i] for i in order], dtype=str)
+    return Predictions(order, torch.cat(labels).numpy() if labels else np.zeros(0, np.int64), p, ids)

@@ -1,0 +1,96 @@
+"""The command line: real subprocesses, checking exit codes and that user mistakes are one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def quantlens(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "quantlens", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_missing_data_path(tmp_path):
+    assert_user_error(quantlens("eval", "--model", "compact_cnn", "--data", f"imagefolder:{tmp_path}/nope",
+                                "--out", str(tmp_path)), "does not exist", "nope")
+
+
+def test_empty_class_folder(tmp_path):
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    (tmp_path / "data" / "b").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "data" / "a" / "x.png")
+    assert_user_error(quantlens("eval", "--model", "compact_cnn", "--data", f"imagefolder:{tmp_path / 'data'}",
+                                "--out", str(tmp_path)), "holds no images", "/b")
+
+
+def test_unknown_model_lists_close_matches(tmp_path):
+    assert_user_error(quantlens("eval", "--model", "resnet21_cifar", "--data", "digits", "--out", str(tmp_path)),
+                      "unknown model 'resnet21_cifar'", "resnet20_cifar")
+
+
+def test_unknown_config_key(tmp_path):
+    config = tmp_path / "e.yaml"
+    config.write_text("data:\n  source: digits\ntrian:\n  epochs: 3\n")
+    assert_user_error(quantlens("run", str(config)), "unknown key 'trian'")
+
+
+def test_checkpoint_shape_mismatch(tmp_path):
+    from quantlens.models.build import build_model
+
+    path = tmp_path / "w.pt"
+    torch.save(build_model("compact_cnn", num_classes=3, in_channels=1, image_size=8).state_dict(), path)
+    assert_user_error(quantlens("eval", "--model", "compact_cnn", "--data", "digits", "--weights", str(path),
+                                "--out", str(tmp_path)), "does not fit the model", "shape mismatch", "classifier")
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("executed",))
+
+
+def test_checkpoint_with_pickled_objects(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"state_dict": {}, "hook": Payload()}, path)
+    result = quantlens("eval", "--model", "compact_cnn", "--data", "digits", "--weights", str(path),
+                       "--out", str(tmp_path))
+    assert_user_error(result, "pickled Python objects", "refused")
+    assert "executed" not in result.stdout
+
+
+def test_corrupt_image_is_skipped_and_recorded(tmp_path):
+    import json
+
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / "data" / cls / f"{i}.png")
+    (tmp_path / "data" / "b" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    result = quantlens("eval", "--model", "compact_cnn", "--data", f"imagefolder:{tmp_path / 'data'}",
+                       "--out", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    assert "1 file(s)" in result.stderr and "skipped" in result.stderr
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir() and p.name != "cv_splits"]
+    skipped = json.loads((run / "data.json").read_text())["skipped_files"]
+    assert [s["file"] for s in skipped] == ["b/bad.png"]
+
+
+def test_schema_prints_json():
+    import json
+
+    result = quantlens("schema")
+    assert result.returncode == 0
+    assert "train" in json.loads(result.stdout)["properties"]
