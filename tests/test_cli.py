@@ -94,3 +94,19 @@ def test_schema_prints_json():
     result = quantlens("schema")
     assert result.returncode == 0
     assert "train" in json.loads(result.stdout)["properties"]
+
+
+def test_simulate_unknown_format_lists_known_ones(tmp_path):
+    assert_user_error(quantlens("simulate", "--model", "compact_cnn", "--data", "digits", "--format", "fp9",
+                                "--out", str(tmp_path)), "unknown number format 'fp9'", "fp8_e4m3")
+
+
+def test_simulate_block_format_with_tensor_mode_refused(tmp_path):
+    assert_user_error(quantlens("simulate", "--model", "compact_cnn", "--data", "digits", "--format", "mxfp4",
+                                "--weight-mode", "tensor", "--out", str(tmp_path)),
+                      "mxfp4 is a block format", "weight_mode")
+
+
+def test_simulate_bad_mode_names_the_field(tmp_path):
+    assert_user_error(quantlens("simulate", "--model", "compact_cnn", "--data", "digits", "--input-mode", "rows",
+                                "--out", str(tmp_path)), "quantization.0.input_mode")

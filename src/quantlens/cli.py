@@ -25,12 +25,15 @@ OutOption = typer.Option(None, "--out", help="run root (default: $EXPERIMENT_ROO
 
 def _run(spec) -> None:
     from quantlens.experiments.runner import run_experiment
-    from quantlens.report.tables import cross_validation_table, metrics_table
+    from quantlens.report.tables import cross_validation_table, metrics_table, simulation_table
 
     outcome = run_experiment(spec, console=err)
     if "cross_validation" in outcome.extras:
         out.print(cross_validation_table(outcome.extras["cross_validation"]))
     out.print(metrics_table(outcome, f"{spec.model.name} on {spec.data.source}"))
+    if "quantization" in outcome.extras:
+        out.print(simulation_table(outcome, f"simulated formats vs FP32 on the same {outcome.metrics['n']} samples "
+                                            f"(paired; McNemar exact test)"))
     out.print(f"run record: {outcome.run_dir}")
 
 
@@ -91,6 +94,51 @@ def train(model: str = typer.Option(...), data: str = typer.Option(...),
                          "augment": [a.strip() for a in augment.split(",") if a.strip()]},
                 "model": {"name": model, "weights": weights}, "train": train_block,
                 "output": {"root": out_root}}, "train"))
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@app.command()
+def simulate(model: str = typer.Option(..., help=MODEL_HELP),
+             data: str = typer.Option(..., help="digits | medmnist:<npz> | imagefolder:<root> | idx:<dir>"),
+             weights: str | None = typer.Option(None, help="checkpoint to quantize"),
+             format: str = typer.Option("int8", help="format(s), comma-separated: one simulation each"),
+             weight_format: str | None = typer.Option(None, help="default: --format"),
+             weight_mode: str = typer.Option("channel", help="none | tensor | channel | block"),
+             weight_chunk_size: int = typer.Option(32),
+             input_format: str | None = typer.Option(None, help="default: --format"),
+             input_mode: str = typer.Option("tensor", help="none | tensor | channel | block"),
+             input_chunk_size: int = typer.Option(32),
+             act_format: str | None = typer.Option(None, help="default: --format"),
+             act_mode: str = typer.Option("none", help="layer outputs: none | tensor | channel | block"),
+             act_chunk_size: int = typer.Option(32),
+             bn_mode: str = typer.Option("none", help="norm parameters and statistics: none | tensor | channel"),
+             scale: str = typer.Option("fp32", help="fp32 | pow2"),
+             calibration: str = typer.Option("max", help="max (static, from calibration samples) | dynamic"),
+             calibration_samples: int = typer.Option(512),
+             first_layer: bool = typer.Option(True, "--first-layer/--no-first-layer", help="quantize the first layer"),
+             last_layer: bool = typer.Option(True, "--last-layer/--no-last-layer", help="quantize the last layer"),
+             exclude: str = typer.Option("", help="comma-separated layer-name globs left in float"),
+             split: str = typer.Option("auto", help="auto | train | val | test | all"),
+             image_size: int | None = typer.Option(None), batch_size: int = typer.Option(256),
+             name: str = typer.Option("simulate", help="run name"), out_root: str | None = OutOption) -> None:
+    """Evaluate FP32 and simulated number formats side by side on the same samples."""
+    entries = []
+    for fmt in _csv(format):
+        entry = {"format": fmt, "weight_mode": weight_mode, "weight_chunk_size": weight_chunk_size,
+                 "input_mode": input_mode, "input_chunk_size": input_chunk_size, "act_mode": act_mode,
+                 "act_chunk_size": act_chunk_size, "bn_mode": bn_mode, "scale": scale, "calibration": calibration,
+                 "calibration_samples": calibration_samples, "quantize_first_layer": first_layer,
+                 "quantize_last_layer": last_layer, "exclude": _csv(exclude)}
+        for role, value in (("weight", weight_format), ("input", input_format), ("act", act_format)):
+            if value:
+                entry[f"{role}_format"] = value
+        entries.append(entry)
+    _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
+                "model": {"name": model, "weights": weights}, "quantization": entries,
+                "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "simulate"))
 
 
 @app.command()

@@ -17,7 +17,7 @@ class DecodeError(Exception):
 
 def _to_uint8_gray(image: Image.Image) -> np.ndarray:
     if image.mode in ("1", "L", "LA"):
-        return np.asarray(image.convert("L"), dtype=np.uint8)
+        return np.array(image.convert("L"), dtype=np.uint8)
     values = np.asarray(image, dtype=np.float64)  # 16-bit, 32-bit int or float pixels
     if image.mode.startswith("I;16"):
         return np.rint(values / 257.0).astype(np.uint8)  # 0..65535 -> 0..255
@@ -35,7 +35,7 @@ def decode_image(path: Path) -> np.ndarray:
             if image.mode in _GRAY_MODES:
                 array = _to_uint8_gray(image)[..., None]
             else:
-                array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+                array = np.array(image.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DecodeError(f"{type(exc).__name__}: {exc}") from None
     if array.shape[0] == 0 or array.shape[1] == 0:

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
+from sklearn.model_selection import train_test_split
 
 from quantlens.data import PreparedData, Split, holdout_split, kfold_splits, load_source
 from quantlens.data.source import ImageSource
 from quantlens.data.transforms import Augmentation
 from quantlens.experiments.record import RunRecord, default_run_root
 from quantlens.experiments.setup import Setup, prepare_model
+from quantlens.experiments.simulation import run_simulations
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.metrics.classification import Predictions, classification_metrics
 from quantlens.models.sidecar import CheckpointSidecar
@@ -58,6 +60,32 @@ def _eval_indices(spec: ExperimentSpec, source: ImageSource, setup: Setup, root:
         split = _holdout(spec, source, root, sidecar.split)
         return "test", split.test, "the held-out test split the checkpoint's training run used"
     return "all", np.arange(len(source)), "no test split defined: every sample"
+
+
+def _calibration_split(spec: ExperimentSpec, source: ImageSource, setup: Setup, root: Path,
+                       eval_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """(calibration indices, evaluation indices, where calibration came from).
+
+    Calibration samples are never evaluated: they come from the training split when there is one;
+    otherwise a seeded stratified subset is taken out of the evaluation samples (for FP32 too, so
+    every comparison stays paired)."""
+    wanted = max(q.calibration_samples for q in spec.quantization)
+    rng = np.random.default_rng(spec.data.split_seed)
+    if "train" in source.official_splits:
+        pool, origin = source.official_splits["train"], "the dataset's official train split"
+    elif spec.train.enabled:
+        pool, origin = _holdout(spec, source, root).train, "this run's training split"
+    elif setup.sidecar is not None and setup.sidecar.data_fingerprint == source.fingerprint():
+        pool, origin = _holdout(spec, source, root, setup.sidecar.split).train, "the checkpoint's training split"
+    else:
+        take = min(wanted, len(eval_idx) // 2)
+        labels = source.labels[eval_idx]
+        counts = np.bincount(labels)
+        stratify = labels if counts[counts > 0].min() >= 2 and take >= len(counts[counts > 0]) else None
+        rest, calib = train_test_split(eval_idx, test_size=take, random_state=spec.data.split_seed, stratify=stratify)
+        return calib, np.sort(rest), f"{take} samples held out of the evaluation samples (stratified, seeded)"
+    calib = rng.permutation(pool)[:wanted]
+    return calib, eval_idx, origin
 
 
 def _train(spec: ExperimentSpec, data: PreparedData, setup: Setup, split: Split, record: RunRecord,
@@ -127,6 +155,9 @@ def run_experiment(spec: ExperimentSpec, console: Console | None = None) -> RunO
         if spec.train.enabled:
             extras["training"] = _train(spec, data, setup, split, record, console)
         split_name, indices, reason = _eval_indices(spec, source, setup, root)
+        calib_idx, calib_origin = None, None
+        if spec.quantization:
+            calib_idx, indices, calib_origin = _calibration_split(spec, source, setup, root, indices)
         record.write_json("data.json", {
             "spec": source.spec, "fingerprint": source.fingerprint(), "n_samples": len(source),
             "class_names": source.class_names, "native_channels": source.channels,
@@ -134,11 +165,17 @@ def run_experiment(spec: ExperimentSpec, console: Console | None = None) -> RunO
             "split": split.summary() if split else None,
             "eval_split": {"name": split_name, "n": len(indices), "reason": reason,
                            "class_counts": source.class_counts(indices)},
+            "calibration": None if calib_idx is None else {"n": len(calib_idx), "origin": calib_origin,
+                                                           "indices": calib_idx},
             "skipped_files": [{"file": f, "reason": r} for f, r in source.skipped]})
         predictions: Predictions = predict(setup.model, data, indices, spec.eval.batch_size)
         predictions.save(record.path("predictions.npz"))
         metrics = classification_metrics(predictions, source.class_names, positive_class=spec.eval.positive_class,
                                          ece_bins=spec.eval.ece_bins)
+        if spec.quantization:
+            results = run_simulations(spec, setup.model, data, indices, calib_idx, predictions, metrics, record,
+                                      console)
+            extras["quantization"] = [r.row() for r in results]
         record.write_json("metrics.json", {"split": split_name, "split_reason": reason, **metrics, **extras})
         record.note(data=source.spec, model=spec.model.name, eval_split=split_name, n_skipped_files=len(source.skipped))
     return RunOutcome(record.dir, split_name, metrics, extras)

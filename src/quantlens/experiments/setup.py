@@ -64,11 +64,11 @@ def prepare_model(spec: ExperimentSpec, source: ImageSource) -> Setup:
     if spec.model.weights:
         load_weights(model, spec.model.weights)
     if spec.data.mean is not None:
+        if len(spec.data.mean) not in (1, channels):
+            raise ModelError(f"data.mean has {len(spec.data.mean)} values but the model takes {channels} channels")
         stats = Normalization(spec.data.mean, spec.data.std)
     elif sidecar is not None:
         stats = Normalization(sidecar.mean, sidecar.std)
     else:
-        stats = source.normalization
-    if len(stats.mean) not in (1, channels):
-        raise ModelError(f"data.mean has {len(stats.mean)} values but the model takes {channels} channels")
+        stats = source.normalization  # adapted to the model's channel count below
     return Setup(model, Preprocessing(channels, size, stats.for_channels(channels)), sidecar)

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from quantlens.errors import ConfigError
-from quantlens.recipes import Block, TrainConfig
+from quantlens.recipes import Block, QuantizationConfig, TrainConfig
 
 SPEC_VERSION = 1
 
@@ -57,6 +57,14 @@ class EvalConfig(Block):
     ece_bins: int = Field(15, ge=2)
 
 
+class AnalysisConfig(Block):
+    """How simulated models are examined besides accuracy."""
+
+    layerwise_samples: int = Field(256, ge=0, description="samples for the layer-wise error report (0: off)")
+    compliance_samples: int = Field(32, ge=0, description="samples for the format compliance check (0: off)")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="confidence level of intervals and tests")
+
+
 class OutputConfig(Block):
     root: str | None = Field(None, description="run root; default $EXPERIMENT_ROOT, else ./runs")
     name: str | None = Field(None, description="run folder name prefix; default: the experiment name")
@@ -70,7 +78,23 @@ class ExperimentSpec(Block):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    quantization: tuple[QuantizationConfig, ...] = Field(
+        (), description="simulated formats, each evaluated against FP32 on the same samples")
+    analysis: AnalysisConfig = AnalysisConfig()
     output: OutputConfig = OutputConfig()
+
+    @field_validator("quantization", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> ExperimentSpec:
+        labels = [q.label for q in self.quantization]
+        duplicates = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if duplicates:
+            raise ValueError(f"quantization entries must differ (give each a name): {', '.join(duplicates)} repeats")
+        return self
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -79,14 +103,27 @@ class ExperimentSpec(Block):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The config block class behind a field annotation (unwrapping tuple[Block, ...] and unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _block_fields(loc: tuple) -> list[str]:
-    model: type[BaseModel] = ExperimentSpec
+    """The known keys of the block where an unknown key was found."""
+    model: type[BaseModel] | None = ExperimentSpec
     for part in loc[:-1]:
-        annotation = model.model_fields.get(str(part))
-        if annotation is None or not isinstance(annotation.annotation, type) or \
-                not issubclass(annotation.annotation, BaseModel):
+        if isinstance(part, int):  # an index into a list of blocks
+            continue
+        field = model.model_fields.get(str(part)) if model else None
+        model = _model_of(field.annotation) if field else None
+        if model is None:
             return []
-        model = annotation.annotation
     return list(model.model_fields)
 
 

@@ -33,3 +33,25 @@ def cross_validation_table(cv: dict) -> Table:
     for metric, s in cv["val_mean_std"].items():
         table.add_row(metric, _fmt(s["mean"]), _fmt(s["std"]))
     return table
+
+
+def simulation_table(outcome: RunOutcome, title: str) -> Table:
+    """FP32 and every simulated format side by side, with the paired difference and its interval."""
+    m = outcome.metrics
+    table = Table(title=title, title_justify="left")
+    for column in ("format", "top1", "delta top1 [95% CI]", "McNemar p", "top5", "mean conf", "ECE", "agree",
+                   "bits/w", "size KB", "compliant"):
+        table.add_column(column, justify="left" if column == "format" else "right")
+    rows = outcome.extras["quantization"]
+    fp32_kb = rows[0]["fp32_bytes"] / 1024 if rows else 0.0
+    table.add_row("fp32", _fmt(m["top1"]), "-", "-", _fmt(m["top5"]), _fmt(m["mean_confidence"]), _fmt(m["ece"]),
+                  "-", "32", f"{fp32_kb:.1f}", "-")
+    for row in rows:
+        low, high = row["top1_delta_ci"]
+        delta = f"{row['top1_delta'] * 100:+.2f} [{low * 100:+.2f}, {high * 100:+.2f}]"
+        compliant = "-" if row["compliant"] is None else ("yes" if row["compliant"] else
+                                                          f"NO ({row['compliance_violations']})")
+        table.add_row(row["label"], _fmt(row["top1"]), delta, _fmt(row["mcnemar_p"], 3), _fmt(row["top5"]),
+                      _fmt(row["mean_confidence"]), _fmt(row["ece"]), _fmt(row["prediction_agreement"]),
+                      _fmt(row["bits_per_weight"], 2), f"{row['model_bytes'] / 1024:.1f}", compliant)
+    return table

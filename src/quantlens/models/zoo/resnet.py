@@ -81,7 +81,7 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         channels = 64
         stages = []
-        for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage)):
+        for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage, strict=False)):
             stride = 1 if index == 0 else 2
             layers = []
             for block_index in range(blocks):

@@ -1,0 +1,115 @@
+"""Simulated quantization inside an experiment: each format against FP32 on the same samples.
+
+For every `quantization:` entry: convert the float model (a copy), calibrate static ranges on
+calibration samples that are never evaluated, evaluate on the evaluation samples, and record
+side by side with FP32: accuracy with a paired significance test, top-5, certainty, calibration
+error, format compliance of every quantized tensor, layer-wise error and storage size.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from rich.console import Console
+from torch import nn
+
+from quantlens.data import PreparedData
+from quantlens.experiments.record import RunRecord
+from quantlens.experiments.spec import ExperimentSpec
+from quantlens.metrics.classification import Predictions, classification_metrics
+from quantlens.metrics.compression import compression_stats
+from quantlens.metrics.layerwise import layerwise_errors, layerwise_record, layerwise_table
+from quantlens.metrics.paired import paired_comparison
+from quantlens.nn import calibrate, clear_recordings, quant_wrappers, quantize_model, recording
+from quantlens.nn.compliance import check_compliance
+from quantlens.recipes import QuantizationConfig, plan_layers
+from quantlens.train import predict
+
+SUMMARY_KEYS = ("top1", "top5", "mean_confidence", "ece", "auroc", "macro_f1")
+
+
+@dataclass
+class SimulationResult:
+    label: str
+    folder: str
+    metrics: dict
+    paired: dict
+    compliance: dict | None
+    size: dict
+    coverage: dict
+
+    def row(self) -> dict:
+        return {"label": self.label, "folder": self.folder, **{k: self.metrics.get(k) for k in SUMMARY_KEYS},
+                "top1_delta": self.paired["top1_delta"], "top1_delta_ci": self.paired["top1_delta_ci"],
+                "mcnemar_p": self.paired["mcnemar_p"], "prediction_agreement": self.paired["prediction_agreement"],
+                "compliant": None if self.compliance is None else self.compliance["compliant"],
+                "compliance_violations": None if self.compliance is None else self.compliance["violations"],
+                "bits_per_weight": self.size["bits_per_quantized_weight"], "model_bytes": self.size["model_bytes"],
+                "fp32_bytes": self.size["fp32_bytes"],
+                "reduction_vs_fp32": self.size["reduction_vs_fp32"],
+                "quantized_layers": self.coverage["quantized_layers"]}
+
+
+def folder_name(index: int, label: str) -> str:
+    return f"{index:02d}-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")[:60]
+
+
+def _batches(data: PreparedData, indices: np.ndarray, batch_size: int):
+    return (x for x, _, _ in data.batches(indices, batch_size))
+
+
+def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: PreparedData, spec: ExperimentSpec,
+                 eval_idx: np.ndarray, calib_idx: np.ndarray, reference: Predictions, record: RunRecord,
+                 console: Console) -> SimulationResult:
+    label, folder = cfg.label, folder_name(index, cfg.label)
+    plan = plan_layers(model, cfg)
+    qmodel = quantize_model(model, plan.layers)
+    static = any(q.uses_static_range for _, w in quant_wrappers(qmodel) for q in w.activation_quantizers())
+    calibrated = calibrate(qmodel, _batches(data, calib_idx[:cfg.calibration_samples], spec.eval.batch_size)) \
+        if static else 0
+    predictions = predict(qmodel, data, eval_idx, spec.eval.batch_size)
+    predictions.save(record.path(f"quantization/{folder}/predictions.npz"))
+    metrics = classification_metrics(predictions, data.source.class_names, positive_class=spec.eval.positive_class,
+                                     ece_bins=spec.eval.ece_bins)
+    paired = paired_comparison(reference, predictions, confidence=spec.analysis.confidence)
+    compliance = None
+    if spec.analysis.compliance_samples:
+        with recording(qmodel):
+            predict(qmodel, data, eval_idx[:spec.analysis.compliance_samples], spec.eval.batch_size)
+        compliance = check_compliance(qmodel).to_dict()
+        clear_recordings(qmodel)
+        record.write_json(f"quantization/{folder}/compliance.json", compliance)
+    if spec.analysis.layerwise_samples:
+        names = {name: w.kind.name for name, w in quant_wrappers(qmodel)}
+        errors = layerwise_errors(model, qmodel, names,
+                                  _batches(data, eval_idx[:spec.analysis.layerwise_samples], 64))
+        record.write_json(f"quantization/{folder}/layerwise.json", layerwise_record(errors))
+        record.write_text(f"quantization/{folder}/layerwise.txt", layerwise_table(errors) + "\n")
+    size = compression_stats(qmodel)
+    coverage = {"quantized_layers": len(plan.layers), "float_layers": plan.skipped,
+                "unsupported_modules": plan.unsupported, "calibration_samples": calibrated,
+                "layers": {name: {role: (s.describe() if s is not None else None)
+                                  for role, s in (("weights", p.weights), ("inputs", p.inputs),
+                                                  ("outputs", p.outputs), ("norm", p.norm))}
+                           for name, p in plan.layers.items()}}
+    record.write_json(f"quantization/{folder}/config.json", cfg.model_dump(mode="json"))
+    record.write_json(f"quantization/{folder}/coverage.json", coverage)
+    record.write_json(f"quantization/{folder}/size.json", size)
+    record.write_json(f"quantization/{folder}/metrics.json", {"label": label, **metrics, "paired_vs_fp32": paired})
+    verdict = "" if compliance is None else ("compliant" if compliance["compliant"] else
+                                             f"[red]{compliance['violations']} off-grid values[/]")
+    console.print(f"simulated {label}: top1 {metrics['top1']:.4f} (FP32 {reference.correct.mean():.4f}), {verdict}")
+    return SimulationResult(label, folder, metrics, paired, compliance, size, coverage)
+
+
+def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData, eval_idx: np.ndarray,
+                    calib_idx: np.ndarray, reference: Predictions, reference_metrics: dict, record: RunRecord,
+                    console: Console) -> list[SimulationResult]:
+    results = [simulate_one(i, cfg, model, data, spec, eval_idx, calib_idx, reference, record, console)
+               for i, cfg in enumerate(spec.quantization, start=1)]
+    fp32 = {k: reference_metrics.get(k) for k in SUMMARY_KEYS}
+    fp32["model_bytes"] = compression_stats(model)["model_bytes"]
+    record.write_json("quantization/summary.json", {"fp32": fp32, "formats": [r.row() for r in results]})
+    return results

@@ -1,0 +1,161 @@
+"""Tensor quantizers: thin modules that hold state (ranges, cached weights) and call scaling/.
+
+`ActivationQuantizer` fake-quantizes a layer's input or output on every call, with ranges from
+calibration (static) or from the batch (dynamic). `ParamQuantizer` fake-quantizes a parameter
+once and caches the result until the parameter changes. Neither holds any maths: that lives in
+`quantlens.scaling` and `quantlens.formats`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from quantlens.errors import QuantlensError
+from quantlens.formats import BlockFormat, IntFormat
+from quantlens.nn.spec import TensorSpec
+from quantlens.observers import MinMaxObserver
+from quantlens.scaling import QuantParams, compute_qparams, fake_quantize, fake_quantize_ste
+
+
+def _channel_axis(x: torch.Tensor, axis: int | None) -> int:
+    """The axis a per-channel/per-block scale runs along: given, or 1 for (N, C, H, W), else the last."""
+    if axis is not None:
+        return axis
+    return 1 if x.ndim == 4 else -1
+
+
+class _Recording:
+    """The last quantized tensor and the parameters used, kept only while `recording` is on."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.last: tuple[torch.Tensor, QuantParams] | None = None
+
+    def keep(self, y: torch.Tensor, params: QuantParams) -> None:
+        if self.recording:
+            self.last = (y.detach(), params)
+
+
+class ActivationQuantizer(nn.Module):
+    """Fake-quantizes one tensor flowing through a layer (an input or the output).
+
+    Static ranges come from a min/max observer during calibration; per-tensor and per-channel
+    scales are then fixed (their shape does not depend on the batch size). Block scales follow
+    the data and are computed on every call; NVFP4 keeps its per-tensor scale from calibration.
+    """
+
+    def __init__(self, spec: TensorSpec, axis: int | None, where: str) -> None:
+        super().__init__()
+        self.spec = spec
+        self.axis = axis
+        self.where = where  # e.g. "layer1.0.conv1 input 0", for messages and reports
+        self.calibrating = False
+        self.observer: MinMaxObserver | None = None
+        self.params: QuantParams | None = None  # fixed scales (static, non-block)
+        self.tensor_amax: torch.Tensor | None = None  # NVFP4's calibrated per-tensor maximum
+        self.record = _Recording()
+
+    @property
+    def uses_static_range(self) -> bool:
+        fmt = self.spec.format
+        if self.spec.mode == "block":
+            return self.spec.static and isinstance(fmt, BlockFormat) and fmt.rule == "nvfp4"
+        return self.spec.static
+
+    def start_calibration(self) -> None:
+        self.calibrating = True
+        self.observer, self.params, self.tensor_amax = None, None, None
+
+    def finish_calibration(self) -> None:
+        self.calibrating = False
+        if not self.uses_static_range:
+            return
+        if self.observer is None or not self.observer.calibrated:
+            raise QuantlensError(f"{self.where}: no calibration data reached this layer")
+        lo, hi = self.observer.range()
+        fmt = self.spec.format
+        if isinstance(fmt, BlockFormat):
+            self.tensor_amax = torch.maximum(-lo, hi).max()
+            return
+        granularity = self.spec.granularity(_channel_axis(self._example, self.axis))
+        if isinstance(fmt, IntFormat) and not fmt.symmetric:
+            stats = {"min_val": lo, "max_val": hi}
+        else:
+            stats = {"amax": torch.maximum(-lo, hi)}
+        self.params = compute_qparams(self._example, fmt, granularity, scale_kind=self.spec.scale_kind, **stats)
+
+    def _observe(self, x: torch.Tensor) -> None:
+        if self.observer is None:
+            axis = _channel_axis(x, self.axis) if self.spec.mode == "channel" else None
+            self.observer = MinMaxObserver(axis)
+        self.observer.update(x)
+        self._example = torch.zeros((1, *x.shape[1:]), dtype=torch.float32)  # one sample's shape
+
+    def _params_for(self, x: torch.Tensor) -> QuantParams:
+        spec = self.spec
+        granularity = spec.granularity(_channel_axis(x, self.axis))
+        if not self.uses_static_range:
+            return compute_qparams(x, spec.format, granularity, scale_kind=spec.scale_kind)
+        if self.tensor_amax is not None:
+            return compute_qparams(x, spec.format, granularity, amax=self.tensor_amax)
+        if self.params is None:
+            raise QuantlensError(f"{self.where}: static ranges need calibration first (calibrate the model)")
+        return self.params
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.calibrating:
+            if self.uses_static_range:
+                self._observe(x)
+            return x
+        params = self._params_for(x)
+        if x.requires_grad and torch.is_grad_enabled():
+            y = fake_quantize_ste(x, self.spec.format, params, rounding=self.spec.rounding)
+        else:
+            y = fake_quantize(x, self.spec.format, params, rounding=self.spec.rounding)
+        self.record.keep(y, params)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{self.spec.describe()}, {'static' if self.uses_static_range else 'dynamic'}"
+
+
+class ParamQuantizer(nn.Module):
+    """Fake-quantizes one parameter or buffer, viewed as (rows, -1) when `matrix` (conv/linear weights).
+
+    The result is cached and recomputed only when the parameter changes (its storage or its
+    version counter: in-place updates by optimisers and load_state_dict move it; writes through
+    `.data` do not, by torch's design), so weights are quantized once, not on every forward.
+    While training with gradients the straight-through estimator is used and nothing is cached.
+    """
+
+    def __init__(self, spec: TensorSpec, axis: int, where: str, matrix: bool) -> None:
+        super().__init__()
+        self.spec = spec
+        self.axis = axis
+        self.where = where
+        self.matrix = matrix  # (O, I, kH, kW) -> (O, I*kH*kW): blocks run along the whole fan-in
+        self.record = _Recording()
+        self._key: tuple | None = None
+        self._cached: torch.Tensor | None = None
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        view = p.reshape(p.shape[0], -1) if self.matrix and p.ndim > 2 else p
+        if p.requires_grad and torch.is_grad_enabled():
+            params = compute_qparams(view.detach(), self.spec.format, self.spec.granularity(self.axis),
+                                     scale_kind=self.spec.scale_kind)
+            quantized = fake_quantize_ste(view, self.spec.format, params, rounding=self.spec.rounding)
+            self.record.keep(quantized, params)
+            return quantized.reshape(p.shape)
+        key = (p.data_ptr(), p._version, tuple(p.shape))
+        if key != self._key:
+            params = compute_qparams(view, self.spec.format, self.spec.granularity(self.axis),
+                                     scale_kind=self.spec.scale_kind)
+            quantized = fake_quantize(view, self.spec.format, params, rounding=self.spec.rounding)
+            self._cached, self._key, self._params = quantized.reshape(p.shape), key, params
+        if self.record.recording:
+            self.record.keep(self._cached.reshape(view.shape), self._params)
+        return self._cached
+
+    def extra_repr(self) -> str:
+        return f"{self.spec.describe()}, axis={self.axis}{', matrix view' if self.matrix else ''}"

@@ -1,0 +1,93 @@
+"""Turn a QuantizationConfig into per-layer plans for `quantlens.nn.quantize_model`.
+
+Selection order for each layer of a registered type: include globs, exclude globs, the first/last
+weighted layer switches, then overrides in order (matched by name glob and/or module type; the
+last match wins; `skip` leaves the layer in float).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from quantlens.nn.registry import LayerKind, kind_of
+from quantlens.nn.spec import LayerPlan, TensorSpec
+from quantlens.nn.wrapper import QuantWrapper
+from quantlens.recipes.quantization import QuantizationConfig
+
+
+@dataclass
+class ModelPlan:
+    """Per-layer plans, plus what was left in float and why (for the coverage report)."""
+
+    layers: dict[str, LayerPlan] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # layer -> reason
+    unsupported: list[str] = field(default_factory=list)  # leaf modules with parameters and no quantized form
+
+
+def _matches(name: str, module: nn.Module, kind: LayerKind, match: str | None, type_name: str | None) -> bool:
+    if match is not None and not fnmatch.fnmatchcase(name, match):
+        return False
+    return type_name is None or type_name in (type(module).__name__, kind.name)
+
+
+def _spec(settings: dict, role: str, cfg: QuantizationConfig) -> TensorSpec | None:
+    mode = settings[f"{role}_mode"]
+    if mode == "none":
+        return None
+    return TensorSpec(settings[f"{role}_format"], mode, settings.get(f"{role}_chunk_size", 32), cfg.scale,
+                      static=cfg.calibration == "max", rounding=cfg.rounding)
+
+
+def _layer_plan(name: str, module: nn.Module, kind: LayerKind, cfg: QuantizationConfig) -> LayerPlan | str:
+    """The plan of one layer, or the reason it stays in float."""
+    settings = cfg.model_dump()
+    inputs_asked = False
+    for override in cfg.overrides:
+        if _matches(name, module, kind, override.match, override.type):
+            if override.skip:
+                return f"override (match={override.match}, type={override.type}) skips it"
+            changes = override.settings()
+            settings.update(changes)
+            inputs_asked = inputs_asked or "input_mode" in changes or "input_format" in changes
+    weights = _spec(settings, "weight", cfg) if kind.weight_params else None
+    inputs = _spec(settings, "input", cfg) if kind.quantize_inputs or inputs_asked else None
+    norm = _spec(settings, "bn", cfg) if kind.norm_params else None
+    return LayerPlan(weights=weights, inputs=inputs, outputs=_spec(settings, "act", cfg), norm=norm)
+
+
+def plan_layers(model: nn.Module, cfg: QuantizationConfig) -> ModelPlan:
+    plan = ModelPlan()
+    candidates = []
+    for name, module in model.named_modules():
+        if not name or isinstance(module, QuantWrapper):
+            continue
+        kind = kind_of(module)
+        if kind is None:
+            has_params = any(True for _ in module.parameters(recurse=False))
+            if has_params and not any(True for _ in module.children()):
+                plan.unsupported.append(f"{name} ({type(module).__name__})")
+            continue
+        candidates.append((name, module, kind))
+    weighted = [name for name, _, kind in candidates if kind.weight_params]
+    first, last = (weighted[0], weighted[-1]) if weighted else (None, None)
+    for name, module, kind in candidates:
+        if cfg.include and not any(fnmatch.fnmatchcase(name, g) for g in cfg.include):
+            plan.skipped[name] = "not in include"
+        elif any(fnmatch.fnmatchcase(name, g) for g in cfg.exclude):
+            plan.skipped[name] = "excluded"
+        elif name == first and not cfg.quantize_first_layer:
+            plan.skipped[name] = "first layer (quantize_first_layer: false)"
+        elif name == last and not cfg.quantize_last_layer:
+            plan.skipped[name] = "last layer (quantize_last_layer: false)"
+        else:
+            result = _layer_plan(name, module, kind, cfg)
+            if isinstance(result, str):
+                plan.skipped[name] = result
+            elif result.active:
+                plan.layers[name] = result
+            else:
+                plan.skipped[name] = "nothing to quantize with these settings"
+    return plan

@@ -1,0 +1,73 @@
+"""Simulated formats inside an experiment: paired with FP32, calibration never evaluated, records."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from quantlens.experiments.runner import run_experiment
+from quantlens.experiments.spec import spec_from_dict
+from quantlens.metrics import Predictions
+
+SMALL_MODEL = {"name": "compact_cnn", "options": {"widths": [8, 16, 16]}}
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    spec = spec_from_dict({
+        "name": "sim", "data": {"source": "digits"}, "model": SMALL_MODEL, "output": {"root": str(root)},
+        "train": {"enabled": True, "epochs": 2},
+        "analysis": {"layerwise_samples": 64, "compliance_samples": 16},
+        "quantization": [{"format": "int8", "calibration_samples": 64}, {"format": "mxfp4"},
+                         {"format": "fp8_e4m3", "calibration": "dynamic", "bn_mode": "tensor"}]})
+    return run_experiment(spec)
+
+
+def test_every_format_is_recorded_and_paired(simulated):
+    run = simulated.run_dir
+    rows = simulated.extras["quantization"]
+    assert [r["label"] for r in rows] == ["w:int8/channel in:int8/tensor", "w:mxfp4/block32 in:mxfp4/block32",
+                                          "w:fp8_e4m3/channel in:fp8_e4m3/tensor bn:fp8_e4m3/tensor"]
+    fp32 = Predictions.load(run / "predictions.npz")
+    for row in rows:
+        folder = run / "quantization" / row["folder"]
+        for name in ("metrics.json", "predictions.npz", "compliance.json", "layerwise.json", "layerwise.txt",
+                     "size.json", "coverage.json", "config.json"):
+            assert (folder / name).is_file(), name
+        sim = Predictions.load(folder / "predictions.npz")
+        assert np.array_equal(sim.indices, fp32.indices)
+        assert row["compliant"] is True and row["quantized_layers"] > 0
+        low, high = row["top1_delta_ci"]
+        assert low <= row["top1_delta"] <= high
+    summary = json.loads((run / "quantization" / "summary.json").read_text())
+    assert summary["fp32"]["top1"] == simulated.metrics["top1"] and len(summary["formats"]) == 3
+
+
+def test_calibration_comes_from_training_data_not_evaluation(simulated):
+    data = json.loads((simulated.run_dir / "data.json").read_text())
+    calib = set(data["calibration"]["indices"])
+    assert data["calibration"]["origin"] == "this run's training split"
+    evaluated = set(Predictions.load(simulated.run_dir / "predictions.npz").indices.tolist())
+    assert calib and not calib & evaluated
+
+
+def test_calibration_is_held_out_of_evaluation_without_a_train_split(tmp_path):
+    spec = spec_from_dict({"data": {"source": "digits"}, "model": SMALL_MODEL, "output": {"root": str(tmp_path)},
+                           "analysis": {"layerwise_samples": 0, "compliance_samples": 0},
+                           "quantization": [{"format": "int8", "calibration_samples": 100}]})
+    outcome = run_experiment(spec)
+    data = json.loads((outcome.run_dir / "data.json").read_text())
+    assert outcome.split == "all" and outcome.metrics["n"] == 1797 - 100
+    assert data["calibration"]["n"] == 100 and "held out" in data["calibration"]["origin"]
+
+
+def test_bn_statistics_and_coverage_recorded(simulated):
+    folder = simulated.run_dir / "quantization" / simulated.extras["quantization"][2]["folder"]
+    compliance = json.loads((folder / "compliance.json").read_text())
+    tensors = {(t["layer"], t["tensor"]) for t in compliance["tensors"]}
+    assert {("features.0.1", name) for name in ("weight", "bias", "running_mean", "running_var")} <= tensors
+    coverage = json.loads((folder / "coverage.json").read_text())
+    assert coverage["unsupported_modules"] == [] and coverage["quantized_layers"] == len(coverage["layers"])
