@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -19,9 +20,11 @@ def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> N
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    errors = [line for line in lines if line.startswith("error: ")]
+    # Progress lines may come first; the error is one line, and the last one.
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+        assert fragment in errors[0], errors[0]
 
 
 def test_missing_data_path(tmp_path):
@@ -110,3 +113,35 @@ def test_simulate_block_format_with_tensor_mode_refused(tmp_path):
 def test_simulate_bad_mode_names_the_field(tmp_path):
     assert_user_error(quantlens("simulate", "--model", "compact_cnn", "--data", "digits", "--input-mode", "rows",
                                 "--out", str(tmp_path)), "quantization.0.input_mode")
+
+
+def test_bench_unknown_backend_lists_known_ones(tmp_path):
+    assert_user_error(quantlens("bench", "--model", "resnet20_cifar", "--backends", "torch-fp32,ort-int9",
+                                "--out", str(tmp_path)), "unknown backend 'ort-int9'", "ort-int8")
+
+
+def test_bench_batch_size_zero(tmp_path):
+    assert_user_error(quantlens("bench", "--model", "resnet20_cifar", "--batch-sizes", "1,0",
+                                "--out", str(tmp_path)), "--batch-sizes: batch size 0 is not allowed")
+
+
+def test_bench_missing_package_names_the_extra(tmp_path):
+    # A sitecustomize that blocks the import of openvino, as on a machine without the extra.
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['openvino'] = None\n")
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    result = subprocess.run([sys.executable, "-m", "quantlens", "bench", "--model", "resnet20_cifar",
+                             "--backends", "openvino-fp32", "--batch-sizes", "1", "--out", str(tmp_path)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert_user_error(result, "openvino", "pip install 'quantlens[openvino]'")
+
+
+def test_bench_tensorrt_without_gpu_is_refused_with_the_reason(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: tensorrt may run here")
+    result = quantlens("bench", "--model", "resnet20_cifar", "--backends", "tensorrt-fp16", "--batch-sizes", "1",
+                       "--out", str(tmp_path))
+    assert_user_error(result, "tensorrt-fp16")

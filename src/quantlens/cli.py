@@ -23,17 +23,33 @@ err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 1
 OutOption = typer.Option(None, "--out", help="run root (default: $EXPERIMENT_ROOT, else ./runs)")
 
 
+def _write_reports(record, outcome) -> None:
+    """Reporter: the text tables and figures of a run, written into its folder before it is finalised."""
+    from quantlens.report.bench_plots import write_benchmark_plots
+    from quantlens.report.bench_tables import write_benchmark_tables
+    from quantlens.report.tables import write_text_summary
+
+    write_text_summary(record, outcome)
+    if outcome.benchmark is not None:
+        write_benchmark_tables(outcome.benchmark)
+        write_benchmark_plots(outcome.benchmark)
+
+
 def _run(spec) -> None:
     from quantlens.experiments.runner import run_experiment
+    from quantlens.report.bench_tables import print_benchmark
     from quantlens.report.tables import cross_validation_table, metrics_table, simulation_table
 
-    outcome = run_experiment(spec, console=err)
+    outcome = run_experiment(spec, console=err, reporters=[_write_reports])
     if "cross_validation" in outcome.extras:
         out.print(cross_validation_table(outcome.extras["cross_validation"]))
-    out.print(metrics_table(outcome, f"{spec.model.name} on {spec.data.source}"))
+    if outcome.metrics:
+        out.print(metrics_table(outcome, f"{spec.model.name} on {spec.data.source}"))
     if "quantization" in outcome.extras:
         out.print(simulation_table(outcome, f"simulated formats vs FP32 on the same {outcome.metrics['n']} samples "
                                             f"(paired; McNemar exact test)"))
+    if outcome.benchmark is not None:
+        print_benchmark(outcome.benchmark, out)
     out.print(f"run record: {outcome.run_dir}")
 
 
@@ -142,6 +158,43 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
 
 
 @app.command()
+def bench(model: str = typer.Option(..., help=MODEL_HELP),
+          weights: str | None = typer.Option(None, help="checkpoint (speed does not depend on it)"),
+          data: str = typer.Option("synthetic", help="data for calibration, agreement checks and the pipeline "
+                                                     "(default: synthetic images, no accuracy)"),
+          backends: str = typer.Option("torch-fp32,torch-int8,ort-fp32,ort-int8", help="comma-separated"),
+          batch_sizes: str = typer.Option("1,8,64", help="comma-separated"),
+          threads: str = typer.Option("auto", help="intra-op threads, or auto (all usable cores)"),
+          image_size: int | None = typer.Option(None, help="square input side"),
+          num_classes: int = typer.Option(1000, help="classes of the synthetic data"),
+          in_channels: int = typer.Option(3, help="channels of the synthetic data"),
+          rounds: int = typer.Option(10, help="interleaved rounds per batch size"),
+          profile: str = typer.Option("", help="operator profiles, e.g. ort-fp32:ort-int8,torch-fp32:torch-int8"),
+          stages: bool = typer.Option(True, "--stages/--no-stages", help="time the pipeline stage by stage"),
+          evaluate: bool = typer.Option(False, "--eval/--no-eval", help="also evaluate accuracy on --data"),
+          name: str = typer.Option("bench", help="run name"), out_root: str | None = OutOption) -> None:
+    """Latency and throughput of real backends, side by side, with confidence intervals."""
+    from quantlens.recipes.benchmark import parse_batch_sizes, parse_name_list, parse_profile_pairs
+
+    if data == "synthetic":
+        size = image_size or _preferred_size(model)
+        data = f"synthetic:classes={num_classes},channels={in_channels},size={size}"
+    block = {"backends": parse_name_list(backends), "batch_sizes": parse_batch_sizes(batch_sizes),
+             "threads": int(threads) if threads.isdigit() else threads, "rounds": rounds, "stages": stages,
+             "profile": parse_profile_pairs(profile) if profile else ()}
+    _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
+                "model": {"name": model, "weights": weights},
+                "eval": {"enabled": evaluate and not data.startswith("synthetic")},
+                "benchmark": block, "output": {"root": out_root}}, "bench"))
+
+
+def _preferred_size(model: str) -> int:
+    from quantlens.models.build import ModelRef
+
+    return ModelRef.parse(model).preferred_input_size
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the experiment YAML file."""
     from quantlens.experiments.spec import ExperimentSpec
@@ -157,6 +210,25 @@ def list_models(pattern: str = typer.Argument("*", help="glob")) -> None:
     for name, card in MODELS.items():
         if name in MODELS.names(pattern):
             out.print(f"{name:<18} input {card.input_size:>3}  {card.description}", highlight=False)
+
+
+@app.command("formats")
+def list_formats(pattern: str = typer.Argument("*", help="glob")) -> None:
+    """List the number formats: bits, range and special values."""
+    from quantlens.formats import BlockFormat, FloatFormat, format_names, get_format
+
+    for name in format_names(pattern):
+        fmt = get_format(name)
+        if isinstance(fmt, BlockFormat):
+            detail = (f"{fmt.element.name} elements, blocks of {fmt.block_size}, {fmt.scale_format.name} scales"
+                      + (", FP32 tensor scale" if fmt.rule == "nvfp4" else ""))
+        elif isinstance(fmt, FloatFormat):
+            detail = (f"{fmt.bits} bits (e{fmt.exp_bits}m{fmt.man_bits}, bias {fmt.bias}), max {fmt.max:g}, "
+                      f"min subnormal {fmt.min_subnormal:g}, {'Inf' if fmt.has_inf else 'no Inf'}, "
+                      f"{'NaN' if fmt.has_nan else 'no NaN'}")
+        else:
+            detail = f"{fmt.bits} bits, [{fmt.qmin}, {fmt.qmax}]{'' if fmt.symmetric else ', zero point'}"
+        out.print(f"{name:<12} {detail}", highlight=False)
 
 
 def main() -> None:

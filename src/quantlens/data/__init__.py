@@ -1,6 +1,6 @@
 """Datasets: one registry of loaders, a transform chain, splits and in-memory batching."""
 
-from quantlens.data import digits, idx, imagefolder, medmnist  # noqa: F401  (register the loaders)
+from quantlens.data import digits, idx, imagefolder, medmnist, synthetic  # noqa: F401  (register the loaders)
 from quantlens.data.loader import PreparedData
 from quantlens.data.registry import DATASETS, load_source, parse_spec
 from quantlens.data.source import ImageSource, Normalization

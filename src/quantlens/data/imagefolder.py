@@ -102,4 +102,5 @@ def load_imagefolder(argument: str | None) -> ImageSource:
         normalization=RGB_DEFAULT if channels == 3 else GRAY_DEFAULT,
         official_splits=official,
         skipped=skipped,
+        root=root,
     )

@@ -1,4 +1,4 @@
-"""Dataset loaders by kind: `digits`, `medmnist:<file.npz>`, `imagefolder:<root>`, `idx:<dir>`.
+"""Dataset loaders by kind: `digits`, `medmnist:<file.npz>`, `imagefolder:<root>`, `idx:<dir>`, `synthetic`.
 
 A data spec is `kind` or `kind:argument`; the loader registered for `kind` turns the argument
 into an `ImageSource`.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -64,6 +65,7 @@ class ImageSource:
     normalization: Normalization
     official_splits: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    root: Path | None = None  # folder the ids are relative to, for sources read from image files
 
     def __post_init__(self) -> None:
         n = len(self.labels)

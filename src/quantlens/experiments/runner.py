@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from sklearn.model_selection import train_test_split
 from quantlens.data import PreparedData, Split, holdout_split, kfold_splits, load_source
 from quantlens.data.source import ImageSource
 from quantlens.data.transforms import Augmentation
+from quantlens.experiments.bench_stage import run_benchmark_stage
+from quantlens.experiments.benchmarking import BenchmarkReport
 from quantlens.experiments.record import RunRecord, default_run_root
 from quantlens.experiments.setup import Setup, prepare_model
 from quantlens.experiments.simulation import run_simulations
@@ -30,8 +33,9 @@ _CV_METRICS = ("top1", "top5", "macro_f1", "auroc", "ece", "sensitivity", "speci
 class RunOutcome:
     run_dir: Path
     split: str
-    metrics: dict
+    metrics: dict  # empty when evaluation is off
     extras: dict = field(default_factory=dict)
+    benchmark: BenchmarkReport | None = None
 
 
 def _split_settings(spec: ExperimentSpec) -> dict:
@@ -131,7 +135,12 @@ def _cross_validate(spec: ExperimentSpec, source: ImageSource, data: PreparedDat
     return cv
 
 
-def run_experiment(spec: ExperimentSpec, console: Console | None = None) -> RunOutcome:
+Reporter = Callable[[RunRecord, RunOutcome], None]
+
+
+def run_experiment(spec: ExperimentSpec, console: Console | None = None,
+                   reporters: Sequence[Reporter] = ()) -> RunOutcome:
+    """Run `spec`; `reporters` (tables, figures) write into the run folder before it is finalised."""
     console = console or Console(stderr=True)
     root = default_run_root(spec.output.root)
     torch.manual_seed(spec.seed)
@@ -168,14 +177,25 @@ def run_experiment(spec: ExperimentSpec, console: Console | None = None) -> RunO
             "calibration": None if calib_idx is None else {"n": len(calib_idx), "origin": calib_origin,
                                                            "indices": calib_idx},
             "skipped_files": [{"file": f, "reason": r} for f, r in source.skipped]})
-        predictions: Predictions = predict(setup.model, data, indices, spec.eval.batch_size)
-        predictions.save(record.path("predictions.npz"))
-        metrics = classification_metrics(predictions, source.class_names, positive_class=spec.eval.positive_class,
-                                         ece_bins=spec.eval.ece_bins)
-        if spec.quantization:
-            results = run_simulations(spec, setup.model, data, indices, calib_idx, predictions, metrics, record,
-                                      console)
-            extras["quantization"] = [r.row() for r in results]
-        record.write_json("metrics.json", {"split": split_name, "split_reason": reason, **metrics, **extras})
+        metrics: dict = {}
+        if spec.eval.enabled:
+            predictions: Predictions = predict(setup.model, data, indices, spec.eval.batch_size)
+            predictions.save(record.path("predictions.npz"))
+            metrics = classification_metrics(predictions, source.class_names,
+                                             positive_class=spec.eval.positive_class, ece_bins=spec.eval.ece_bins)
+            if spec.quantization:
+                results = run_simulations(spec, setup.model, data, indices, calib_idx, predictions, metrics, record,
+                                          console)
+                extras["quantization"] = [r.row() for r in results]
+        benchmark = None
+        if spec.benchmark.enabled:
+            benchmark = run_benchmark_stage(spec, setup, data, indices, calib_idx, record, console)
+            extras["benchmark"] = {"report": "benchmark/benchmark.json"}
+        record.write_json("metrics.json", {"split": split_name if spec.eval.enabled else None, "split_reason": reason,
+                                           **metrics, **extras})
+        outcome = RunOutcome(record.dir, split_name, metrics, extras, benchmark)
+        for reporter in reporters:
+            reporter(record, outcome)
         record.note(data=source.spec, model=spec.model.name, eval_split=split_name, n_skipped_files=len(source.skipped))
-    return RunOutcome(record.dir, split_name, metrics, extras)
+    outcome.run_dir = record.dir
+    return outcome

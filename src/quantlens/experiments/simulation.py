@@ -22,8 +22,10 @@ from quantlens.metrics.classification import Predictions, classification_metrics
 from quantlens.metrics.compression import compression_stats
 from quantlens.metrics.layerwise import layerwise_errors, layerwise_record, layerwise_table
 from quantlens.metrics.paired import paired_comparison
+from quantlens.models.build import ModelRef
 from quantlens.nn import calibrate, clear_recordings, quant_wrappers, quantize_model, recording
 from quantlens.nn.compliance import check_compliance
+from quantlens.passes import functional_to_modules
 from quantlens.recipes import QuantizationConfig, plan_layers
 from quantlens.train import predict
 
@@ -62,7 +64,7 @@ def _batches(data: PreparedData, indices: np.ndarray, batch_size: int):
 
 def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: PreparedData, spec: ExperimentSpec,
                  eval_idx: np.ndarray, calib_idx: np.ndarray, reference: Predictions, record: RunRecord,
-                 console: Console) -> SimulationResult:
+                 console: Console, functional_ops: dict) -> SimulationResult:
     label, folder = cfg.label, folder_name(index, cfg.label)
     plan = plan_layers(model, cfg)
     qmodel = quantize_model(model, plan.layers)
@@ -89,7 +91,8 @@ def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: Pr
         record.write_text(f"quantization/{folder}/layerwise.txt", layerwise_table(errors) + "\n")
     size = compression_stats(qmodel)
     coverage = {"quantized_layers": len(plan.layers), "float_layers": plan.skipped,
-                "unsupported_modules": plan.unsupported, "calibration_samples": calibrated,
+                "unsupported_modules": plan.unsupported, "functional_ops": functional_ops,
+                "calibration_samples": calibrated,
                 "layers": {name: {role: (s.describe() if s is not None else None)
                                   for role, s in (("weights", p.weights), ("inputs", p.inputs),
                                                   ("outputs", p.outputs), ("norm", p.norm))}
@@ -107,8 +110,14 @@ def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: Pr
 def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData, eval_idx: np.ndarray,
                     calib_idx: np.ndarray, reference: Predictions, reference_metrics: dict, record: RunRecord,
                     console: Console) -> list[SimulationResult]:
-    results = [simulate_one(i, cfg, model, data, spec, eval_idx, calib_idx, reference, record, console)
-               for i, cfg in enumerate(spec.quantization, start=1)]
+    # Functional operations (x + y, torch.matmul) of user models become modules, so they are quantized too.
+    modular = functional_to_modules(model)
+    if modular.converted:
+        console.print(f"functional operations given modules for quantization: {dict(modular.converted)}")
+    elif modular.skipped and ModelRef.parse(spec.model.name).kind != "zoo":  # zoo models use op modules already
+        console.print(f"[yellow]note:[/] {modular.skipped}; operations written as functions stay in float")
+    results = [simulate_one(i, cfg, modular.model, data, spec, eval_idx, calib_idx, reference, record, console,
+                            modular.to_dict()) for i, cfg in enumerate(spec.quantization, start=1)]
     fp32 = {k: reference_metrics.get(k) for k in SUMMARY_KEYS}
     fp32["model_bytes"] = compression_stats(model)["model_bytes"]
     record.write_json("quantization/summary.json", {"fp32": fp32, "formats": [r.row() for r in results]})

@@ -12,8 +12,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from quantlens.backends import BACKENDS
 from quantlens.errors import ConfigError
 from quantlens.recipes import Block, QuantizationConfig, TrainConfig
+from quantlens.recipes.benchmark import BenchmarkConfig
 
 SPEC_VERSION = 1
 
@@ -49,6 +51,7 @@ class ModelConfig(Block):
 
 
 class EvalConfig(Block):
+    enabled: bool = Field(True, description="evaluate accuracy (off for speed-only runs on synthetic data)")
     split: Literal["auto", "train", "val", "test", "all"] = Field(
         "auto", description="auto: the test split when the data or the checkpoint's training run defines one, "
                             "else all samples")
@@ -81,12 +84,30 @@ class ExperimentSpec(Block):
     quantization: tuple[QuantizationConfig, ...] = Field(
         (), description="simulated formats, each evaluated against FP32 on the same samples")
     analysis: AnalysisConfig = AnalysisConfig()
+    benchmark: BenchmarkConfig = Field(BenchmarkConfig(enabled=False),
+                                       description="latency/throughput of real backends; on when the block is given")
     output: OutputConfig = OutputConfig()
+
+    @field_validator("benchmark")
+    @classmethod
+    def _known_backends(cls, value: BenchmarkConfig) -> BenchmarkConfig:
+        for field, names in (("backends", value.backends), ("stage_backends", value.stage_backends or ()),
+                             ("profile", [name for pair in value.profile for name in pair])):
+            for name in names:
+                if name not in BACKENDS:
+                    raise ValueError(f"{field}: {BACKENDS.unknown_message(name)}")
+        return value
 
     @field_validator("quantization", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _simulation_needs_evaluation(self) -> ExperimentSpec:
+        if self.quantization and not self.eval.enabled:
+            raise ValueError("quantization entries are evaluated against FP32: eval.enabled must be true")
+        return self
 
     @model_validator(mode="after")
     def _unique_labels(self) -> ExperimentSpec:
@@ -136,7 +157,7 @@ def describe_validation_error(exc: ValidationError, origin: str) -> str:
     if first["type"] == "extra_forbidden":
         known = _block_fields(loc)
         return f"{origin}: unknown key '{where}'" + (f" (known: {', '.join(known)})" if known else "") + more
-    return f"{origin}: {where}: {first['msg']}" + more
+    return f"{origin}: {where}: {str(first['msg']).removeprefix('Value error, ')}" + more
 
 
 def spec_from_dict(values: dict, origin: str = "config") -> ExperimentSpec:

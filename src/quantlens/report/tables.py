@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
+from rich.console import Console
 from rich.table import Table
 
+from quantlens.experiments.record import RunRecord
 from quantlens.experiments.runner import RunOutcome
 
 
@@ -55,3 +59,17 @@ def simulation_table(outcome: RunOutcome, title: str) -> Table:
                       _fmt(row["mean_confidence"]), _fmt(row["ece"]), _fmt(row["prediction_agreement"]),
                       _fmt(row["bits_per_weight"], 2), f"{row['model_bytes'] / 1024:.1f}", compliant)
     return table
+
+
+def write_text_summary(record: RunRecord, outcome: RunOutcome) -> None:
+    """`summary.txt` in the run folder: the tables the terminal showed, as plain text."""
+    console = Console(record=True, width=160, file=io.StringIO())
+    if "cross_validation" in outcome.extras:
+        console.print(cross_validation_table(outcome.extras["cross_validation"]))
+    if outcome.metrics:
+        console.print(metrics_table(outcome, "FP32"))
+    if "quantization" in outcome.extras:
+        console.print(simulation_table(outcome, "simulated formats vs FP32 (paired; McNemar exact test)"))
+    text = console.export_text()
+    if text.strip():
+        record.write_text("summary.txt", text)

@@ -1,0 +1,55 @@
+"""Synthetic images for speed measurements: `synthetic:classes=1000,channels=3,size=224,count=256`.
+
+Seeded, smooth random images (low-frequency noise, so they compress and decode like photographs
+rather than like white noise) with random labels. Accuracy on them means nothing; latency and
+throughput do not depend on what the pixels show.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from quantlens.data.registry import DATASETS
+from quantlens.data.source import GRAY_DEFAULT, RGB_DEFAULT, ImageSource
+from quantlens.errors import DataError
+
+_DEFAULTS = {"classes": 1000, "channels": 3, "size": 224, "count": 256, "seed": 0}
+
+
+def _options(argument: str | None) -> dict[str, int]:
+    options = dict(_DEFAULTS)
+    for part in (argument or "").split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in _DEFAULTS:
+            raise DataError(f"synthetic: {part.strip()!r} is not one of {', '.join(f'{k}=<int>' for k in _DEFAULTS)}")
+        try:
+            options[key] = int(value)
+        except ValueError:
+            raise DataError(f"synthetic: {key} must be an integer, got {value.strip()!r}") from None
+    if options["channels"] not in (1, 3):
+        raise DataError(f"synthetic: channels must be 1 or 3, got {options['channels']}")
+    for key in ("classes", "size", "count"):
+        if options[key] < 1:
+            raise DataError(f"synthetic: {key} must be >= 1, got {options[key]}")
+    return options
+
+
+@DATASETS.register("synthetic")
+def load_synthetic(argument: str | None) -> ImageSource:
+    o = _options(argument)
+    generator = torch.Generator().manual_seed(o["seed"])
+    side, coarse = o["size"], max(2, o["size"] // 8)
+    noise = torch.rand((o["count"], o["channels"], coarse, coarse), generator=generator) * 255
+    images = F.interpolate(noise, size=(side, side), mode="bicubic", align_corners=False).clamp_(0, 255)
+    images = images.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+    labels = torch.randint(0, o["classes"], (o["count"],), generator=generator).numpy().astype(np.int64)
+    spec = "synthetic:" + ",".join(f"{k}={v}" for k, v in o.items())
+    return ImageSource(name="synthetic", spec=spec, images=images, labels=labels,
+                       ids=[f"synthetic/{i}" for i in range(o["count"])],
+                       class_names=[str(c) for c in range(o["classes"])], channels=o["channels"],
+                       normalization=RGB_DEFAULT if o["channels"] == 3 else GRAY_DEFAULT)

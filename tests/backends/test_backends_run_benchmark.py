@@ -1,0 +1,123 @@
+"""run_benchmark end to end on a tiny model, and the tables and figures made from its report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from rich.console import Console
+
+from quantlens.bench.record import BenchmarkRecord
+from quantlens.errors import QuantlensError
+from quantlens.experiments.benchmarking import run_benchmark
+from quantlens.models.build import build_model
+from quantlens.recipes.benchmark import BenchmarkConfig
+from quantlens.report.bench_plots import write_benchmark_plots
+from quantlens.report.bench_tables import benchmark_text, write_benchmark_tables
+
+pytestmark = pytest.mark.filterwarnings("ignore::quantlens.bench.compare.BenchmarkWarning")
+
+QUICK = dict(threads=1, rounds=2, samples_per_round=2, discard_per_round=0, warmup_iterations=1,
+             warmup_until_steady=False, agreement_samples=8, stage_iterations=3, stage_batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = build_model("resnet20_cifar", num_classes=10, in_channels=3, image_size=16)
+    generator = torch.Generator().manual_seed(0)
+    calibration = [torch.randn(4, 3, 16, 16, generator=generator) for _ in range(2)]
+    return model, calibration
+
+
+@pytest.fixture(scope="module")
+def report(tiny, tmp_path_factory):
+    model, calibration = tiny
+    model.train()  # run_benchmark must not switch the caller's model to eval mode
+    config = BenchmarkConfig(backends=("torch-fp32", "ort-fp32", "ort-int8", "tensorrt-fp16"), batch_sizes=(4, 1),
+                             stage_backends=("torch-fp32", "ort-int8"), profile=(("ort-fp32", "ort-int8"),),
+                             profile_runs=1, **QUICK)
+    result = run_benchmark(model, config, input_shape=(3, 16, 16), calibration=calibration,
+                           out_dir=tmp_path_factory.mktemp("bench"), model_name="tiny-resnet20",
+                           console=Console(quiet=True))
+    assert model.training
+    return result
+
+
+def test_every_backend_is_accounted_for(report):
+    statuses = {outcome.name: outcome.status for outcome in report.backends}
+    assert statuses["torch-fp32"] == statuses["ort-fp32"] == statuses["ort-int8"] == "ready"
+    if not torch.cuda.is_available():
+        trt = report.backend("tensorrt-fp16")
+        assert trt.status == "unavailable" and "no CUDA GPU" in trt.reason
+    int8 = report.backend("ort-int8")
+    assert int8.info.actual_precision == "int8" and int8.info.threads == 1
+    assert int8.agreement.samples == 8 and 0.0 <= int8.agreement.top1_agreement <= 1.0
+    assert int8.file_bytes > 0 and int8.parameter_bytes < report.backend("ort-fp32").parameter_bytes
+
+
+def test_one_interleaved_run_per_batch_size_with_speedups(report):
+    assert [batch.batch_size for batch in report.batches] == [1, 4]  # ascending
+    for batch in report.batches:
+        assert set(batch.records) == {"torch-fp32", "ort-fp32", "ort-int8"}
+        assert batch.baseline == "torch-fp32" and batch.comparison is not None
+        assert len(batch.comparison.round_orders) == 2
+        for name in ("ort-fp32", "ort-int8"):
+            speedup = batch.speedups[name]
+            assert speedup.baseline == "torch-fp32" and speedup.ci[0] <= speedup.ratio <= speedup.ci[1]
+        record = batch.records["ort-int8"]
+        assert record.batch_size == batch.batch_size and record.summary.count == 4
+        assert record.metadata["actual_precision"] == "int8" and record.metadata["threads"] == 1
+        assert record.metadata["memory"]["peak_rss"]["peak_bytes"] > 0
+        assert record.environment["machine_fingerprint"]
+
+
+def test_pipelines_and_profiles_are_in_the_report(report):
+    pipelines = {p.backend: p for p in report.pipelines}
+    assert pipelines["torch-fp32"].split and not pipelines["ort-int8"].split
+    (profile,) = report.profiles
+    assert profile.candidate.backend == "ort-int8" and profile.candidate.float_rows()
+
+
+def test_outputs_are_written_and_readable(report):
+    out = report.out_dir
+    data = json.loads((out / "benchmark.json").read_text())
+    assert data["schema"] == "quantlens.benchmark_report" and data["model"] == "tiny-resnet20"
+    assert {b["name"]: b["status"] for b in data["backends"]}["ort-int8"] == "ready"
+    record = BenchmarkRecord.load(out / "records" / "batch-4" / "ort-int8.json")
+    assert record.metadata["backend"] == "ort-int8"
+    assert (out / "comparison-batch-1.json").is_file()
+    assert BenchmarkRecord.load(out / "records" / "pipeline" / "torch-fp32.json").stages
+    assert (out / "profile-ort-fp32-vs-ort-int8.json").is_file()
+    assert all(path.is_file() for path in report.files)
+
+
+def test_tables_and_plots(report):
+    text = benchmark_text(report)
+    for expected in ("speedup vs torch-fp32", "ort-int8", "batch 4 (throughput)", "batch 1 (latency)",
+                     "FLOAT inside INT8", "pipeline by stage"):
+        assert expected in text
+    assert write_benchmark_tables(report).read_text() == text
+    paths = write_benchmark_plots(report)
+    assert sorted(p.name for p in paths) == ["latency.png", "stages.png", "throughput.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def test_backends_over_the_time_budget_are_left_out_with_the_reason(tiny, tmp_path):
+    model, calibration = tiny
+    config = BenchmarkConfig(backends=("torch-fp32", "ort-fp32"), batch_sizes=(2,), stages=False,
+                             max_call_seconds=1e-9, **QUICK)
+    report = run_benchmark(model, config, input_shape=(3, 16, 16), calibration=calibration, out_dir=tmp_path)
+    (batch,) = report.batches
+    assert batch.records == {} and set(batch.excluded) == {"torch-fp32", "ort-fp32"}
+    assert "exceeds max_call_seconds" in batch.excluded["ort-fp32"]
+    assert report.backend("ort-fp32").agreement.limited_by_time
+    assert "not timed" in benchmark_text(report)
+
+
+def test_wrong_input_shapes_are_refused(tiny, tmp_path):
+    model, calibration = tiny
+    with pytest.raises(QuantlensError, match=r"\(B, 3, 32, 32\)"):
+        run_benchmark(model, BenchmarkConfig(backends=("torch-fp32",), **QUICK), input_shape=(3, 32, 32),
+                      calibration=calibration, out_dir=tmp_path)
