@@ -145,3 +145,10 @@ def test_bench_tensorrt_without_gpu_is_refused_with_the_reason(tmp_path):
     result = quantlens("bench", "--model", "resnet20_cifar", "--backends", "tensorrt-fp16", "--batch-sizes", "1",
                        "--out", str(tmp_path))
     assert_user_error(result, "tensorrt-fp16")
+
+
+def test_positive_class_out_of_range_for_a_binary_task(tmp_path, shared_path):
+    config = tmp_path / "e.yaml"
+    config.write_text(f"data: {{source: 'medmnist:{shared_path('data/pneumoniamnist/pneumoniamnist.npz')}'}}\n"
+                      f"eval: {{positive_class: 2}}\noutput: {{root: '{tmp_path}'}}\n")
+    assert_user_error(quantlens("run", str(config)), "eval.positive_class is 2", "1: pneumonia")

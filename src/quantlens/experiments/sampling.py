@@ -1,0 +1,76 @@
+"""Which samples an experiment evaluates and which calibrate simulated formats.
+
+Evaluation uses the dataset's official test split, else the held-out test split of a training
+run (this one's, or the one recorded in the checkpoint's sidecar), else every sample.
+Calibration samples are never evaluated: they come from a training split, or are held out of
+the evaluation samples (for FP32 too, so every comparison stays paired).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from quantlens.data import Split, holdout_split
+from quantlens.data.source import ImageSource
+from quantlens.experiments.setup import Setup
+from quantlens.experiments.spec import ExperimentSpec
+
+
+def split_settings(spec: ExperimentSpec) -> dict:
+    return {"val_fraction": spec.data.val_fraction, "test_fraction": spec.data.test_fraction,
+            "split_seed": spec.data.split_seed}
+
+
+def holdout(spec: ExperimentSpec, source: ImageSource, root: Path, settings: dict | None = None) -> Split:
+    s = settings or split_settings(spec)
+    return holdout_split(source, val_fraction=s["val_fraction"], test_fraction=s["test_fraction"],
+                         seed=s["split_seed"], store_dir=root)
+
+
+def _checkpoint_split(source: ImageSource, setup: Setup, spec: ExperimentSpec, root: Path) -> Split | None:
+    """The split the checkpoint's training run used, when quantlens trained it on this very data."""
+    sidecar = setup.sidecar
+    if sidecar is None or sidecar.data_fingerprint != source.fingerprint():
+        return None
+    return holdout(spec, source, root, sidecar.split)
+
+
+def eval_indices(spec: ExperimentSpec, source: ImageSource, setup: Setup, root: Path) -> tuple[str, np.ndarray, str]:
+    """(split name, indices, why this split) for the final evaluation."""
+    wanted = spec.eval.split
+    if wanted != "auto":
+        indices = np.arange(len(source)) if wanted == "all" else holdout(spec, source, root).get(wanted, len(source))
+        return wanted, indices, "eval.split"
+    if "test" in source.official_splits:
+        return "test", source.official_splits["test"], "the dataset's official test split"
+    if spec.train.enabled:
+        return "test", holdout(spec, source, root).test, "the held-out test split of this run's training"
+    split = _checkpoint_split(source, setup, spec, root)
+    if split is not None:
+        return "test", split.test, "the held-out test split the checkpoint's training run used"
+    return "all", np.arange(len(source)), "no test split defined: every sample"
+
+
+def calibration_indices(spec: ExperimentSpec, source: ImageSource, setup: Setup, root: Path,
+                        eval_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """(calibration indices, evaluation indices, where calibration came from)."""
+    wanted = max(q.calibration_samples for q in spec.quantization)
+    checkpoint_split = _checkpoint_split(source, setup, spec, root)
+    if "train" in source.official_splits:
+        pool, origin = source.official_splits["train"], "the dataset's official train split"
+    elif spec.train.enabled:
+        pool, origin = holdout(spec, source, root).train, "this run's training split"
+    elif checkpoint_split is not None:
+        pool, origin = checkpoint_split.train, "the checkpoint's training split"
+    else:
+        take = min(wanted, len(eval_idx) // 2)
+        labels = source.labels[eval_idx]
+        present = np.bincount(labels)[np.bincount(labels) > 0]
+        stratify = labels if present.min() >= 2 and take >= len(present) else None
+        rest, calib = train_test_split(eval_idx, test_size=take, random_state=spec.data.split_seed, stratify=stratify)
+        return calib, np.sort(rest), f"{take} samples held out of the evaluation samples (stratified, seeded)"
+    calib = np.random.default_rng(spec.data.split_seed).permutation(pool)[:wanted]
+    return calib, eval_idx, origin
