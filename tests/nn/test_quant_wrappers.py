@@ -183,3 +183,14 @@ def test_residual_ops_quantize_both_inputs():
     a, b = torch.randn(3, 4), torch.randn(4, 3)
     assert len(q["add"].input_quantizers) == 2 and len(q["mm"].input_quantizers) == 2
     assert not torch.equal(q["mm"](a, b), a @ b)
+
+
+def test_overflow_mode_reaches_the_kernels():
+    # Calibrated on small inputs, then fed a large one: E5M2 overflows to Inf only when asked to.
+    model = nn.Sequential(nn.Linear(2, 2, bias=False)).eval()
+    calibration = torch.full((1, 2), 1e-3)
+    big = torch.full((1, 2), 1e6)
+    with torch.inference_mode():
+        saturating = _quantized(model, calibration, format="fp8_e5m2", weight_mode="none")(big)
+        overflowing = _quantized(model, calibration, format="fp8_e5m2", weight_mode="none", overflow="inf_nan")(big)
+    assert torch.isfinite(saturating).all() and not torch.isfinite(overflowing).all()

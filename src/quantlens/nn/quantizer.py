@@ -25,6 +25,12 @@ def _channel_axis(x: torch.Tensor, axis: int | None) -> int:
     return 1 if x.ndim == 4 else -1
 
 
+def _fake_quant(x: torch.Tensor, spec: TensorSpec, params: QuantParams) -> torch.Tensor:
+    """Fake-quantize with the spec's rounding and overflow; straight-through gradients when x needs them."""
+    fn = fake_quantize_ste if x.requires_grad and torch.is_grad_enabled() else fake_quantize
+    return fn(x, spec.format, params, rounding=spec.rounding, saturate=spec.saturate)
+
+
 class _Recording:
     """The last quantized tensor and the parameters used, kept only while `recording` is on."""
 
@@ -109,10 +115,7 @@ class ActivationQuantizer(nn.Module):
                 self._observe(x)
             return x
         params = self._params_for(x)
-        if x.requires_grad and torch.is_grad_enabled():
-            y = fake_quantize_ste(x, self.spec.format, params, rounding=self.spec.rounding)
-        else:
-            y = fake_quantize(x, self.spec.format, params, rounding=self.spec.rounding)
+        y = _fake_quant(x, self.spec, params)
         self.record.keep(y, params)
         return y
 
@@ -144,14 +147,14 @@ class ParamQuantizer(nn.Module):
         if p.requires_grad and torch.is_grad_enabled():
             params = compute_qparams(view.detach(), self.spec.format, self.spec.granularity(self.axis),
                                      scale_kind=self.spec.scale_kind)
-            quantized = fake_quantize_ste(view, self.spec.format, params, rounding=self.spec.rounding)
+            quantized = _fake_quant(view, self.spec, params)
             self.record.keep(quantized, params)
             return quantized.reshape(p.shape)
         key = (p.data_ptr(), p._version, tuple(p.shape))
         if key != self._key:
             params = compute_qparams(view, self.spec.format, self.spec.granularity(self.axis),
                                      scale_kind=self.spec.scale_kind)
-            quantized = fake_quantize(view, self.spec.format, params, rounding=self.spec.rounding)
+            quantized = _fake_quant(view, self.spec, params)
             self._cached, self._key, self._params = quantized.reshape(p.shape), key, params
         if self.record.recording:
             self.record.keep(self._cached.reshape(view.shape), self._params)

@@ -29,6 +29,7 @@ class TensorSpec:
     scale_kind: Literal["fp32", "pow2"] = "fp32"
     static: bool = True
     rounding: Literal["nearest_even", "stochastic"] = "nearest_even"
+    saturate: bool = True  # False: overflow becomes Inf (E5M2, FP16) or NaN (E4M3) where the format has them
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", get_format(self.format))

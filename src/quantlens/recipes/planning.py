@@ -38,7 +38,7 @@ def _spec(settings: dict, role: str, cfg: QuantizationConfig) -> TensorSpec | No
     if mode == "none":
         return None
     return TensorSpec(settings[f"{role}_format"], mode, settings.get(f"{role}_chunk_size", 32), cfg.scale,
-                      static=cfg.calibration == "max", rounding=cfg.rounding)
+                      static=cfg.calibration == "max", rounding=cfg.rounding, saturate=cfg.overflow == "saturate")
 
 
 def _layer_plan(name: str, module: nn.Module, kind: LayerKind, cfg: QuantizationConfig) -> LayerPlan | str:

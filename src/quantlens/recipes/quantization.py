@@ -83,6 +83,9 @@ class QuantizationConfig(Block):
         "max", description="input/activation ranges: 'max' over calibration samples (static), or from each batch")
     calibration_samples: int = Field(512, gt=0)
     rounding: Literal["nearest_even", "stochastic"] = "nearest_even"
+    overflow: Literal["saturate", "inf_nan"] = Field(
+        "saturate", description="values beyond the largest finite value clamp to it, or become Inf/NaN where the "
+                                "format has them (integers and formats without Inf/NaN always saturate)")
     quantize_first_layer: bool = True
     quantize_last_layer: bool = True
     include: tuple[str, ...] = Field((), description="globs on layer names; empty: every supported layer")
