@@ -32,7 +32,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -42,7 +41,7 @@ from quantlens.backends import BACKENDS, get_backend
 from quantlens.bench.compare import BenchmarkWarning
 from quantlens.bench.pipeline import EncodedImages
 from quantlens.data.decode import decode_image
-from quantlens.data.source import RGB_DEFAULT, ImageSource
+from quantlens.data.source import RGB_DEFAULT
 from quantlens.data.transforms import Preprocessing, normalize, to_model_layout
 from quantlens.experiments.benchmarking import BenchmarkReport, run_benchmark
 from quantlens.models.build import build_model
@@ -88,9 +87,7 @@ def real_images(count: int, size: int) -> torch.Tensor | None:
     per_class = -(-count // len(folders))
     files = [sorted(folder.iterdir())[i] for i in range(per_class) for folder in folders][:count]
     arrays = [decode_image(f) for f in files]
-    source = ImageSource(name="cifar10-test-jpeg", spec=str(CIFAR), images=arrays, labels=np.zeros(count, np.int64),
-                         ids=[str(f) for f in files], class_names=["?"], channels=3, normalization=RGB_DEFAULT)
-    return normalize(to_model_layout(source, Preprocessing(3, (size, size), RGB_DEFAULT)), RGB_DEFAULT)
+    return normalize(to_model_layout(arrays, Preprocessing(3, (size, size), RGB_DEFAULT)), RGB_DEFAULT)
 
 
 def model_and_data(name: str, console: Console) -> tuple[torch.nn.Module, torch.Tensor, str]:

@@ -103,6 +103,14 @@ def _gpu() -> dict[str, Any] | None:
             "cuda": torch.version.cuda, "driver": driver}
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), or all logical cores off Linux."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def machine_fingerprint() -> str:
     """A short hash of the hardware: CPU model, logical cores and total memory."""
     key = f"{cpu_model()}|{os.cpu_count()}|{_total_memory_bytes()}|{platform.machine()}"
@@ -116,10 +124,6 @@ def capture_environment(seeds: dict[str, int] | None = None) -> dict[str, Any]:
         import torch
 
         threads = {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
     return {
         "machine_fingerprint": machine_fingerprint(),
         "hostname": platform.node(),
@@ -127,7 +131,7 @@ def capture_environment(seeds: dict[str, int] | None = None) -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "isa_flags": isa_flags(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": affinity,
+        "usable_cores": usable_cores(),
         "memory_bytes": _total_memory_bytes(),
         "torch_threads": threads,
         "python": platform.python_version(),

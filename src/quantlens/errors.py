@@ -27,3 +27,10 @@ class CheckpointError(QuantlensError):
 
 class UnknownNameError(QuantlensError):
     """A name is not in a registry; the message lists close matches."""
+
+
+def describe(exc: BaseException) -> str:
+    """'TypeName: first line of the message' (the type name alone for an empty message): an
+    exception from a library or a user's code, fit for a one-line report."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -76,7 +76,7 @@ def test_kfold_covers_pool_once_and_is_reused(digits, tmp_path):
 
 def test_layout_gray_to_rgb_and_resize(digits):
     prep = Preprocessing(3, (16, 16), Normalization((0.5,), (0.5,)))
-    x = to_model_layout(digits, prep)
+    x = to_model_layout(digits.images, prep)
     assert x.shape == (1797, 3, 16, 16) and x.dtype == torch.uint8
     assert torch.equal(x[:, 0], x[:, 1]) and prep.normalization.mean == (0.5, 0.5, 0.5)
 
@@ -87,7 +87,7 @@ def test_rgb_to_gray_uses_luma():
     img = np.zeros((1, 2, 2, 3), np.uint8)
     img[..., 0] = 200
     src = ImageSource("t", "t", img, np.zeros(1), ["0"], ["a"], 3, Normalization((0.5,), (0.5,)))
-    x = to_model_layout(src, Preprocessing(1, (2, 2), Normalization((0.5,), (0.5,))))
+    x = to_model_layout(src.images, Preprocessing(1, (2, 2), Normalization((0.5,), (0.5,))))
     assert int(x[0, 0, 0, 0]) == round(0.299 * 200)
 
 

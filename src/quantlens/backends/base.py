@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from quantlens.atomic import atomic_path
-from quantlens.environment import isa_flags
+from quantlens.environment import isa_flags, usable_cores
 from quantlens.errors import QuantlensError
 from quantlens.registry import Registry
 
@@ -69,13 +68,6 @@ def package_installed(package: str) -> bool:
 def missing_package_message(backend: str, package: str) -> str:
     return (f"backend {backend!r} needs the Python package {package!r}, which is not installed; "
             f"install it with: {install_hint(package)}")
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

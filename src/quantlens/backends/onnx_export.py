@@ -32,6 +32,7 @@ from torch import nn
 
 from quantlens.atomic import atomic_path, write_json
 from quantlens.backends.base import BackendError, MissingPackageError, missing_package_message, package_installed
+from quantlens.errors import describe
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -149,8 +150,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, work_dir: str | P
             torch.onnx.export(module, (trace_batch,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_shapes=({0: batch_axis},), external_data=False, dynamo=True, verbose=False)
         except torch.onnx.OnnxExporterError as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise BackendError(f"{backend}: torch.onnx.export failed: {first_line}") from error
+            raise BackendError(f"{backend}: torch.onnx.export failed: {describe(error)}") from error
         onnx.checker.check_model(str(tmp))
         worst, tolerance, sizes = verify_against_torch(tmp, module, example_input, rtol=rtol, atol=atol)
     write_json(sidecar, {"max_abs_diff": worst, "tolerance": tolerance, "verified_batch_sizes": list(sizes),

@@ -33,6 +33,7 @@ from quantlens.backends.base import (
     state_dict_bytes,
 )
 from quantlens.environment import isa_flags
+from quantlens.errors import describe
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _DTYPE_PRECISION = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -152,8 +153,7 @@ def _compile_errors(backend: str) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*", category=DeprecationWarning)
             yield
     except TorchDynamoException as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BackendError(f"{backend}: torch.compile failed: {first_line}") from error
+        raise BackendError(f"{backend}: torch.compile failed: {describe(error)}") from error
 
 
 class TorchEagerBackend(Backend):

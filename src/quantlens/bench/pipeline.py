@@ -46,7 +46,7 @@ from quantlens.bench.record import BenchmarkRecord
 from quantlens.bench.stages import StageTimer, StageTimings, time_stages
 from quantlens.bench.stats import Summary, summarize
 from quantlens.data.decode import IMAGE_EXTENSIONS, decode_image
-from quantlens.data.source import ImageSource
+from quantlens.data.synthetic import smooth_random_images
 from quantlens.data.transforms import Preprocessing, normalize, to_model_layout
 from quantlens.errors import QuantlensError
 
@@ -84,14 +84,15 @@ class EncodedImages:
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[np.ndarray], *, image_format: str = "PNG",
-                    description: str = "in-memory images") -> EncodedImages:
+                    description: str = "in-memory images", **save_options: Any) -> EncodedImages:
         """uint8 (H, W, C) arrays encoded in memory (PNG is lossless: the decoded pixels are the data's)."""
         from PIL import Image
 
         items = []
         for array in arrays:
             buffer = io.BytesIO()
-            Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format=image_format)
+            Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format=image_format,
+                                                                                     **save_options)
             items.append(buffer.getvalue())
         return cls(tuple(items), f"{len(items)} {description} ({image_format})")
 
@@ -108,20 +109,11 @@ class EncodedImages:
     @classmethod
     def synthetic(cls, count: int, height: int, width: int, *, channels: int = 3, image_format: str = "JPEG",
                   quality: int = 90, seed: int = 0) -> EncodedImages:
-        """`count` smooth random images (low-frequency noise, so they compress like photographs
+        """`count` smooth random images (the `synthetic` dataset's, so they compress like photographs
         rather than like white noise), encoded in memory; decode cost depends on size and content."""
-        from PIL import Image
-
-        rng = np.random.default_rng(seed)
-        items = []
-        for _ in range(count):
-            coarse = rng.uniform(0, 255, size=(max(2, height // 8), max(2, width // 8), channels))
-            image = Image.fromarray(coarse.astype(np.uint8).squeeze(-1) if channels == 1 else coarse.astype(np.uint8))
-            image = image.resize((width, height), Image.Resampling.BICUBIC)
-            buffer = io.BytesIO()
-            image.save(buffer, format=image_format, quality=quality)
-            items.append(buffer.getvalue())
-        return cls(tuple(items), f"{count} synthetic {width}x{height} {image_format} images (in memory)")
+        arrays = smooth_random_images(count, height, width, channels, torch.Generator().manual_seed(seed))
+        return cls.from_arrays(list(arrays), image_format=image_format, quality=quality,
+                               description=f"synthetic {width}x{height} images")
 
 
 def decode_item(item: Path | bytes) -> np.ndarray:
@@ -217,15 +209,10 @@ class ClassificationPipeline:
         self.preprocessing = preprocessing
         self.forward = forward
         self.split = split
-        self._ids = [f"request/{i}" for i in range(len(images))]
-        self._labels = np.zeros(len(images), dtype=np.int64)
 
     def _transform(self, arrays: list[np.ndarray]) -> torch.Tensor:
         """list of (H_i, W_i, C_i) uint8 -> float32 (B, C, H, W) at the model's size, normalised."""
-        source = ImageSource(name="request", spec="pipeline", images=arrays, labels=self._labels, ids=self._ids,
-                             class_names=["?"], channels=int(arrays[0].shape[-1]),
-                             normalization=self.preprocessing.normalization)
-        return normalize(to_model_layout(source, self.preprocessing), self.preprocessing.normalization)
+        return normalize(to_model_layout(arrays, self.preprocessing), self.preprocessing.normalization)
 
     def step(self, timer: StageTimer) -> tuple[list[int], list[float]]:
         """One request, each stage timed; returns (top-1 classes, their probabilities)."""

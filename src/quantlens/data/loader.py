@@ -27,7 +27,8 @@ class PreparedData:
 
     @classmethod
     def from_source(cls, source: ImageSource, preprocessing: Preprocessing) -> PreparedData:
-        return cls(source, to_model_layout(source, preprocessing), torch.from_numpy(source.labels), preprocessing)
+        images = to_model_layout(source.images, preprocessing)
+        return cls(source, images, torch.from_numpy(source.labels), preprocessing)
 
     def batches(self, indices: np.ndarray, batch_size: int, *, shuffle: bool = False,
                 generator: torch.Generator | None = None,

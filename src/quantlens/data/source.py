@@ -8,6 +8,7 @@ later in `transforms`, so one source serves any model.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,12 +89,16 @@ class ImageSource:
         sizes = {img.shape[:2] for img in self.images}
         return tuple(int(s) for s in sizes.pop()) if len(sizes) == 1 else None
 
-    def fingerprint(self) -> str:
-        """Hash of the sample ids and labels: identifies this dataset's content for saved splits."""
+    @functools.cached_property
+    def _fingerprint(self) -> str:
         h = hashlib.sha256()
         h.update("\n".join(self.ids).encode())
         h.update(self.labels.tobytes())
         return h.hexdigest()[:16]
+
+    def fingerprint(self) -> str:
+        """Hash of the sample ids and labels: identifies this dataset's content for saved splits."""
+        return self._fingerprint
 
     def class_counts(self, indices: np.ndarray | None = None) -> dict[str, int]:
         labels = self.labels if indices is None else self.labels[indices]

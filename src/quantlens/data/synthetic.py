@@ -39,14 +39,20 @@ def _options(argument: str | None) -> dict[str, int]:
     return options
 
 
+def smooth_random_images(count: int, height: int, width: int, channels: int,
+                         generator: torch.Generator) -> np.ndarray:
+    """(count, height, width, channels) uint8: noise at 1/8 resolution, upsampled bicubically."""
+    coarse = (max(2, height // 8), max(2, width // 8))
+    noise = torch.rand((count, channels, *coarse), generator=generator) * 255
+    images = F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=False).clamp_(0, 255)
+    return images.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 @DATASETS.register("synthetic")
 def load_synthetic(argument: str | None) -> ImageSource:
     o = _options(argument)
     generator = torch.Generator().manual_seed(o["seed"])
-    side, coarse = o["size"], max(2, o["size"] // 8)
-    noise = torch.rand((o["count"], o["channels"], coarse, coarse), generator=generator) * 255
-    images = F.interpolate(noise, size=(side, side), mode="bicubic", align_corners=False).clamp_(0, 255)
-    images = images.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+    images = smooth_random_images(o["count"], o["size"], o["size"], o["channels"], generator)
     labels = torch.randint(0, o["classes"], (o["count"],), generator=generator).numpy().astype(np.int64)
     spec = "synthetic:" + ",".join(f"{k}={v}" for k, v in o.items())
     return ImageSource(name="synthetic", spec=spec, images=images, labels=labels,

@@ -6,13 +6,14 @@ kept as uint8, (N, C, H, W); augmentation and normalisation run per batch on the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from quantlens.data.source import ImageSource, Normalization
+from quantlens.data.source import Normalization
 
 # ITU-R 601-2 luma weights (what Pillow's convert("L") uses).
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
@@ -53,16 +54,18 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def to_model_layout(source: ImageSource, prep: Preprocessing, chunk: int = 1024) -> torch.Tensor:
-    """All images of `source` as a (N, C, H, W) uint8 tensor at the model's channels and size."""
-    n = len(source)
+def to_model_layout(images: np.ndarray | Sequence[np.ndarray], prep: Preprocessing,
+                    chunk: int = 1024) -> torch.Tensor:
+    """uint8 images -- (N, H, W, C), or a list of (H_i, W_i, C_i) -- as a (N, C, H, W) uint8 tensor
+    at the model's channels and size."""
+    n = len(images)
     out = torch.empty((n, prep.channels, *prep.size), dtype=torch.uint8)
-    if isinstance(source.images, np.ndarray):
+    if isinstance(images, np.ndarray):
         for start in range(0, n, chunk):
-            block = torch.from_numpy(source.images[start:start + chunk]).permute(0, 3, 1, 2).float()
+            block = torch.from_numpy(images[start:start + chunk]).permute(0, 3, 1, 2).float()
             out[start:start + chunk] = _to_uint8(_resize(_convert_channels(block, prep.channels), prep.size))
     else:
-        for i, image in enumerate(source.images):
+        for i, image in enumerate(images):
             x = torch.from_numpy(image).permute(2, 0, 1)[None].float()  # (1, C, H, W)
             out[i] = _to_uint8(_resize(_convert_channels(x, prep.channels), prep.size))[0]
     return out

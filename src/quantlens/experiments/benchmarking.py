@@ -283,15 +283,18 @@ def _prepare_all(model: nn.Module, config: BenchmarkConfig, target: Target, cali
     return outcomes, prepared
 
 
+def _warmup(config: BenchmarkConfig) -> WarmupPolicy:
+    return WarmupPolicy(iterations=config.warmup_iterations, until_steady=config.warmup_until_steady,
+                        max_seconds=config.warmup_max_seconds, max_iterations=max(1000, config.warmup_iterations))
+
+
 def _plan(config: BenchmarkConfig, seconds_per_call: Sequence[float]) -> InterleavePlan:
     rounds = config.rounds
     if config.min_seconds > 0:
         per_round = sum(seconds_per_call) * (config.samples_per_round + config.discard_per_round)
         rounds = min(config.max_rounds, max(rounds, math.ceil(config.min_seconds / max(per_round, 1e-9))))
-    warmup = WarmupPolicy(iterations=config.warmup_iterations, until_steady=config.warmup_until_steady,
-                          max_seconds=config.warmup_max_seconds, max_iterations=max(1000, config.warmup_iterations))
     return InterleavePlan(rounds=rounds, samples_per_round=config.samples_per_round, order=config.order,
-                          seed=config.seed, warmup=warmup, discard_per_round=config.discard_per_round)
+                          seed=config.seed, warmup=_warmup(config), discard_per_round=config.discard_per_round)
 
 
 def _metadata(name: str, model_name: str, batch_size: int, outcome: BackendOutcome, info: RunnerInfo,
@@ -372,9 +375,7 @@ def _run_pipelines(config: BenchmarkConfig, prepared: dict[str, _Prepared], imag
                                                  channels=channels, seed=config.seed)
     preprocessing = preprocessing or Preprocessing(channels, (height, width),
                                                    RGB_DEFAULT if channels == 3 else GRAY_DEFAULT)
-    warmup = WarmupPolicy(iterations=config.warmup_iterations, until_steady=config.warmup_until_steady,
-                          max_seconds=config.warmup_max_seconds, max_iterations=max(1000, config.warmup_iterations))
-    plan = TimingPlan.iterations(config.stage_iterations, warmup=warmup)
+    plan = TimingPlan.iterations(config.stage_iterations, warmup=_warmup(config))
     results, notes = [], []
     for name in config.stage_backend_names:
         entry = prepared.get(name)
@@ -470,21 +471,21 @@ def run_benchmark(model: nn.Module, config: BenchmarkConfig, *, input_shape: tup
             raise QuantlensError("no backend could be prepared: " + "; ".join(
                 o.reason if o.reason.startswith(o.name) else f"{o.name}: {o.reason}" for o in outcomes))
         by_name = {o.name: o for o in outcomes}
-        batches = []
-        for batch_size in sorted(config.batch_sizes):
-            batches.append(_run_batch(batch_size, config, target, prepared, by_name, agreement_images, model_name,
-                                      environment, console))
-        pipelines: list[PipelineTimings] = []
-        if config.stages:
-            pipelines, pipeline_notes = _run_pipelines(config, prepared, agreement_images, input_shape, images,
-                                                       preprocessing, target, console)
-            notes += pipeline_notes
-        profiles, profile_notes = _run_profiles(config, prepared, agreement_images, console)
-        notes += profile_notes
+        try:
+            batches = [_run_batch(batch_size, config, target, prepared, by_name, agreement_images, model_name,
+                                  environment, console) for batch_size in sorted(config.batch_sizes)]
+            pipelines: list[PipelineTimings] = []
+            if config.stages:
+                pipelines, pipeline_notes = _run_pipelines(config, prepared, agreement_images, input_shape, images,
+                                                           preprocessing, target, console)
+                notes += pipeline_notes
+            profiles, profile_notes = _run_profiles(config, prepared, agreement_images, console)
+            notes += profile_notes
+        finally:
+            for entry in prepared.values():
+                entry.runner.close()
         load_notes.append(_load_note(threads, "when it ended"))
     notes += [note for note in load_notes if note]
-    for entry in prepared.values():
-        entry.runner.close()
     for batch in batches:
         if batch.comparison is not None:
             notes += [f"batch {batch.batch_size}: {note}" for note in batch.comparison.notes]

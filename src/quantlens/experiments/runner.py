@@ -15,7 +15,7 @@ from quantlens.errors import ConfigError
 from quantlens.experiments.bench_stage import run_benchmark_stage
 from quantlens.experiments.benchmarking import BenchmarkReport
 from quantlens.experiments.record import RunRecord, default_run_root
-from quantlens.experiments.sampling import calibration_indices, eval_indices, holdout
+from quantlens.experiments.sampling import calibration_indices, checkpoint_split, eval_indices, holdout
 from quantlens.experiments.setup import prepare_model
 from quantlens.experiments.simulation import run_simulations
 from quantlens.experiments.spec import ExperimentSpec
@@ -57,17 +57,18 @@ def run_experiment(spec: ExperimentSpec, console: Console | None = None,
             "mean": setup.preprocessing.normalization.mean, "std": setup.preprocessing.normalization.std})})
         record.write_text("config.yaml", resolved.to_yaml())
         data = PreparedData.from_source(source, setup.preprocessing)
-        needs_split = spec.train.enabled or spec.eval.split in ("train", "val")
+        needs_split = spec.train.enabled or spec.eval.split in ("train", "val", "test")
         split = holdout(spec, source, root) if needs_split else None
+        trained_on = checkpoint_split(spec, source, setup, root)
         extras: dict = {"model": setup.describe()}
         if spec.train.enabled and spec.train.folds >= 2:
             extras["cross_validation"] = cross_validate(spec, source, data, split, root, record, console)
         if spec.train.enabled:
             extras["training"] = train_with_checkpoint(spec, data, setup, split, record, console)
-        split_name, indices, reason = eval_indices(spec, source, setup, root)
+        split_name, indices, reason = eval_indices(spec, source, split, trained_on)
         calib_idx, calib_origin = None, None
         if spec.quantization:
-            calib_idx, indices, calib_origin = calibration_indices(spec, source, setup, root, indices)
+            calib_idx, indices, calib_origin = calibration_indices(spec, source, split, trained_on, indices)
         record.write_json("data.json", {
             "spec": source.spec, "fingerprint": source.fingerprint(), "n_samples": len(source),
             "class_names": source.class_names, "native_channels": source.channels,

@@ -30,7 +30,7 @@ def holdout(spec: ExperimentSpec, source: ImageSource, root: Path, settings: dic
                          seed=s["split_seed"], store_dir=root)
 
 
-def _checkpoint_split(source: ImageSource, setup: Setup, spec: ExperimentSpec, root: Path) -> Split | None:
+def checkpoint_split(spec: ExperimentSpec, source: ImageSource, setup: Setup, root: Path) -> Split | None:
     """The split the checkpoint's training run used, when quantlens trained it on this very data."""
     sidecar = setup.sidecar
     if sidecar is None or sidecar.data_fingerprint != source.fingerprint():
@@ -38,33 +38,35 @@ def _checkpoint_split(source: ImageSource, setup: Setup, spec: ExperimentSpec, r
     return holdout(spec, source, root, sidecar.split)
 
 
-def eval_indices(spec: ExperimentSpec, source: ImageSource, setup: Setup, root: Path) -> tuple[str, np.ndarray, str]:
-    """(split name, indices, why this split) for the final evaluation."""
+def eval_indices(spec: ExperimentSpec, source: ImageSource, split: Split | None,
+                 trained_on: Split | None) -> tuple[str, np.ndarray, str]:
+    """(split name, indices, why this split) for the final evaluation.
+
+    split: this run's holdout split (computed when training or when eval.split names a split);
+    trained_on: the checkpoint's training split (`checkpoint_split`)."""
     wanted = spec.eval.split
     if wanted != "auto":
-        indices = np.arange(len(source)) if wanted == "all" else holdout(spec, source, root).get(wanted, len(source))
+        indices = np.arange(len(source)) if wanted == "all" else split.get(wanted, len(source))
         return wanted, indices, "eval.split"
     if "test" in source.official_splits:
         return "test", source.official_splits["test"], "the dataset's official test split"
     if spec.train.enabled:
-        return "test", holdout(spec, source, root).test, "the held-out test split of this run's training"
-    split = _checkpoint_split(source, setup, spec, root)
-    if split is not None:
-        return "test", split.test, "the held-out test split the checkpoint's training run used"
+        return "test", split.test, "the held-out test split of this run's training"
+    if trained_on is not None:
+        return "test", trained_on.test, "the held-out test split the checkpoint's training run used"
     return "all", np.arange(len(source)), "no test split defined: every sample"
 
 
-def calibration_indices(spec: ExperimentSpec, source: ImageSource, setup: Setup, root: Path,
+def calibration_indices(spec: ExperimentSpec, source: ImageSource, split: Split | None, trained_on: Split | None,
                         eval_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     """(calibration indices, evaluation indices, where calibration came from)."""
     wanted = max(q.calibration_samples for q in spec.quantization)
-    checkpoint_split = _checkpoint_split(source, setup, spec, root)
     if "train" in source.official_splits:
         pool, origin = source.official_splits["train"], "the dataset's official train split"
     elif spec.train.enabled:
-        pool, origin = holdout(spec, source, root).train, "this run's training split"
-    elif checkpoint_split is not None:
-        pool, origin = checkpoint_split.train, "the checkpoint's training split"
+        pool, origin = split.train, "this run's training split"
+    elif trained_on is not None:
+        pool, origin = trained_on.train, "the checkpoint's training split"
     else:
         take = min(wanted, len(eval_idx) // 2)
         labels = source.labels[eval_idx]

@@ -28,6 +28,8 @@ from typing import Literal
 
 import torch
 
+from quantlens.errors import describe
+
 KernelPath = Literal["auto", "compiled", "eager"]
 KERNEL_PATHS: tuple[str, ...] = ("auto", "compiled", "eager")
 COMPILE_MIN_NUMEL = 1 << 16
@@ -40,11 +42,6 @@ def _build_limits() -> contextlib.AbstractContextManager:
     if limit is None or limit >= RECOMPILE_LIMIT:
         return contextlib.nullcontext()
     return config.patch(recompile_limit=RECOMPILE_LIMIT)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 class Kernel:
@@ -101,13 +98,13 @@ class Kernel:
 
     def _note_failure(self, err: Exception) -> None:
         if not self._built_once:
-            self.failure = _first_line(err)
+            self.failure = describe(err)
             warnings.warn(f"quantlens: the fused {self.name} kernel could not be built ({self.failure}); "
                           "using eager torch ops from now on (same results, slower)", RuntimeWarning, stacklevel=4)
         elif not self._warned_late_failure:
             self._warned_late_failure = True
             warnings.warn(f"quantlens: the fused {self.name} kernel failed for a new input shape "
-                          f"({_first_line(err)}); that call ran eagerly (same results, slower)",
+                          f"({describe(err)}); that call ran eagerly (same results, slower)",
                           RuntimeWarning, stacklevel=4)
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from quantlens.atomic import atomic_path
-from quantlens.errors import CheckpointError
+from quantlens.errors import CheckpointError, describe
 
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 _PREFIXES = ("module.", "model.", "_orig_mod.")
@@ -37,7 +37,7 @@ def _read_torch(path: Path) -> object:
             f"checkpoints are loaded with weights_only=True. If you trust the file, re-save its state_dict "
             f"(torch.save(model.state_dict(), ...)) or convert it to safetensors") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({describe(exc)})") from None
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

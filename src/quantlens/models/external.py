@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
-from quantlens.errors import ModelError
+from quantlens.errors import ModelError, describe
 
 _STANDARD_ARGS = ("num_classes", "in_channels", "image_size")
 
@@ -34,7 +34,7 @@ def _import_callable(target: str) -> Callable[..., nn.Module]:
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # the user's own code failed; say where, not a traceback
-            raise ModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+            raise ModelError(f"importing {path} failed: {describe(exc)}") from exc
     else:
         try:
             module = importlib.import_module(module_ref)
@@ -57,7 +57,7 @@ def build_python_model(target: str, **kwargs) -> nn.Module:
     try:
         model = factory(**call_kwargs)
     except Exception as exc:
-        raise ModelError(f"python model {target!r} failed to build: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"python model {target!r} failed to build: {describe(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise ModelError(f"python model {target!r} returned a {type(model).__name__}, not an nn.Module")
     return model
@@ -68,7 +68,7 @@ def _import_optional(package: str):
         return importlib.import_module(package)
     except Exception as exc:  # torchvision/timm can fail with RuntimeError on a mismatched torch build
         raise ModelError(f"'{package}:' models need the {package} package, which does not import here "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+                         f"({describe(exc)})") from None
 
 
 def build_timm_model(name: str, *, num_classes: int, in_channels: int, **_) -> nn.Module:

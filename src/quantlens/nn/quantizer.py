@@ -99,15 +99,15 @@ class ActivationQuantizer(nn.Module):
         self._example = torch.zeros((1, *x.shape[1:]), dtype=torch.float32)  # one sample's shape
 
     def _params_for(self, x: torch.Tensor) -> QuantParams:
+        if self.params is not None:  # calibrated, fixed scales
+            return self.params
         spec = self.spec
         granularity = spec.granularity(_channel_axis(x, self.axis))
         if not self.uses_static_range:
             return compute_qparams(x, spec.format, granularity, scale_kind=spec.scale_kind)
-        if self.tensor_amax is not None:
+        if self.tensor_amax is not None:  # NVFP4: block scales from x, tensor scale from calibration
             return compute_qparams(x, spec.format, granularity, amax=self.tensor_amax)
-        if self.params is None:
-            raise QuantlensError(f"{self.where}: static ranges need calibration first (calibrate the model)")
-        return self.params
+        raise QuantlensError(f"{self.where}: static ranges need calibration first (calibrate the model)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.calibrating:

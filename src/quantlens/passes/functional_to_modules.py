@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from quantlens.errors import describe
 from quantlens.nn.ops import Add, MatMul, Mul
 from quantlens.nn.registry import kind_of
 
@@ -97,8 +98,7 @@ def functional_to_modules(model: nn.Module) -> ModularizeResult:
     try:
         graph_module = fx.GraphModule(model, _Tracer().trace(model), model.__class__.__name__)
     except Exception as exc:  # noqa: BLE001 - any tracing failure means: leave the model as it is, say why
-        return ModularizeResult(model, skipped=f"not traceable by torch.fx ({type(exc).__name__}: "
-                                               f"{str(exc).splitlines()[0] if str(exc) else ''})")
+        return ModularizeResult(model, skipped=f"not traceable by torch.fx ({describe(exc)})")
     finally:
         model.train(was_training)
     converted: Counter = Counter()
