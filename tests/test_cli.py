@@ -115,6 +115,11 @@ def test_simulate_bad_mode_names_the_field(tmp_path):
                                 "--out", str(tmp_path)), "quantization.0.input_mode")
 
 
+def test_simulate_bad_input_ops_names_the_field(tmp_path):
+    assert_user_error(quantlens("simulate", "--model", "compact_cnn", "--data", "digits", "--input-ops", "gemm",
+                                "--out", str(tmp_path)), "quantization.0.input_ops")
+
+
 def test_bench_unknown_backend_lists_known_ones(tmp_path):
     assert_user_error(quantlens("bench", "--model", "resnet20_cifar", "--backends", "torch-fp32,ort-int9",
                                 "--out", str(tmp_path)), "unknown backend 'ort-int9'", "ort-int8")

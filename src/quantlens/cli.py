@@ -127,6 +127,7 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
              input_format: str | None = typer.Option(None, help="default: --format"),
              input_mode: str = typer.Option("tensor", help="none | tensor | channel | block"),
              input_chunk_size: int = typer.Option(32),
+             input_ops: str = typer.Option("all", help="all | matmul (only conv/linear/matmul inputs)"),
              act_format: str | None = typer.Option(None, help="default: --format"),
              act_mode: str = typer.Option("none", help="layer outputs: none | tensor | channel | block"),
              act_chunk_size: int = typer.Option(32),
@@ -144,7 +145,8 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
     entries = []
     for fmt in _csv(format):
         entry = {"format": fmt, "weight_mode": weight_mode, "weight_chunk_size": weight_chunk_size,
-                 "input_mode": input_mode, "input_chunk_size": input_chunk_size, "act_mode": act_mode,
+                 "input_mode": input_mode, "input_chunk_size": input_chunk_size, "input_ops": input_ops,
+                 "act_mode": act_mode,
                  "act_chunk_size": act_chunk_size, "bn_mode": bn_mode, "scale": scale, "calibration": calibration,
                  "calibration_samples": calibration_samples, "quantize_first_layer": first_layer,
                  "quantize_last_layer": last_layer, "exclude": _csv(exclude)}

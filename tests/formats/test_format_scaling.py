@@ -65,6 +65,17 @@ def test_per_block_ragged_along_a_middle_axis_matches_a_padded_reference():
         assert torch.equal(out[:, start:start + 16, :], ref)
 
 
+
+@pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4", "fp8_e4m3"])
+def test_an_axis_shorter_than_one_block_is_one_block_without_a_padding_copy(fmt):
+    # 16 channels, blocks of 32 (MX on a ResNet's first stage): one short block per position
+    x = torch.randn(2, 16, 3, 3)
+    layout = GroupLayout.of(x.shape, PerBlock(32, 1))
+    assert not layout.ragged and layout.arrange(x).data_ptr() == x.data_ptr()
+    padded = torch.cat([x, torch.zeros(2, 16, 3, 3)], dim=1)  # the zero-padded reference: same blocks
+    ref = quantize_dequantize(padded, fmt, PerBlock(32, 1))[:, :16]
+    assert torch.equal(quantize_dequantize(x, fmt, PerBlock(32, 1)), ref)
+
 @pytest.mark.parametrize("bad, match", [
     (lambda: PerBlock(0), "positive"), (lambda: PerBlock(-3), "positive"), (lambda: PerBlock(2.5), "positive"),
     (lambda: PerChannel(1.0), "integer"),

@@ -194,3 +194,20 @@ def test_overflow_mode_reaches_the_kernels():
         saturating = _quantized(model, calibration, format="fp8_e5m2", weight_mode="none")(big)
         overflowing = _quantized(model, calibration, format="fp8_e5m2", weight_mode="none", overflow="inf_nan")(big)
     assert torch.isfinite(saturating).all() and not torch.isfinite(overflowing).all()
+
+
+def test_input_ops_matmul_quantizes_only_dot_product_operands():
+    resnet = build_model("resnet20_cifar", num_classes=10, in_channels=3, image_size=16)
+    plan = plan_layers(resnet, QuantizationConfig(format="fp8_e4m3", input_ops="matmul"))
+    assert plan.layers["conv1"].inputs is not None and plan.layers["linear"].inputs is not None
+    assert plan.layers["layer1.0.conv1"].weights is not None
+    assert "layer1.0.add" in plan.skipped and "avgpool" in plan.skipped  # residual add and pool stay float
+    add_asked = QuantizationConfig(input_ops="matmul", overrides=({"type": "Add", "input_mode": "tensor"},))
+    asked = plan_layers(resnet, add_asked)
+    assert asked.layers["layer1.0.add"].inputs is not None  # an override still turns them on
+    vit = build_model("vit_tiny", num_classes=3, in_channels=1, image_size=8,
+                      options={"depth": 1, "embed_dim": 24, "num_heads": 2, "patch_size": 4})
+    plan = plan_layers(vit, QuantizationConfig(format="fp8_e4m3", input_ops="matmul"))
+    assert plan.layers["blocks.0.attn.matmul_qk"].inputs is not None
+    assert "blocks.0.attn.softmax" in plan.skipped and "blocks.0.add_attn" in plan.skipped
+    assert QuantizationConfig(input_ops="matmul").label.endswith("in:matmul-only")

@@ -1,12 +1,18 @@
 """Round float32 values onto a minifloat grid (any exponent/mantissa split), exactly.
 
-Method, for v = x / scale (computed as x * (1/scale), see scaling/): take the binade exponent
-e = floor(log2|v|) straight from the float32 bits, floor it at the format's emin (subnormals and
-the first normal binade share one spacing), and let step = 2^(e - man_bits) be the grid spacing
-there. Then |v| / step is exact (division by a power of two), `round` gives the integer
-significand with ties to even, and multiplying back by step is exact. Overflow, the sign, NaN and
-the no-zero case (E8M0) are settled on the result. Every operation is exact in float32, so the
-result is the correctly rounded grid value and the eager and fused (torch.compile) forms agree.
+Round to nearest even, for v = x / scale (computed as x * (1/scale), see scaling/), on the bits
+of |v|: at or above the format's smallest normal 2^emin the float32 significand is rounded to
+man_bits with integer arithmetic (add half an ulp of the target, minus one unless the kept lowest
+bit is odd, then clear the dropped bits; a carry moves into the exponent, which is the next grid
+value). Below 2^emin the grid is evenly spaced (subnormals) at step = 2^(emin - man_bits), so
+`round(|v| / step) * step` is exact there. (The integer form needs a normal float32 |v|: with
+emin = -127 (E8M0) the step form also covers [2^-127, 2^-126), whose spacing is the same step.) Overflow, the sign, NaN and the no-zero case (E8M0)
+are settled on the result. Every operation is exact, so the result is the correctly rounded grid
+value and the eager and fused (torch.compile) forms agree.
+
+Stochastic rounding works in units of the local grid spacing 2^(e - man_bits), e the binade
+exponent floored at emin: |v| / spacing is exact, and it rounds up with probability equal to the
+fraction above the lower neighbour.
 
 Ties: "even" means an even integer significand at the spacing of the lower neighbour, which is
 IEEE round-half-to-even for man_bits >= 1. With man_bits == 0 the significand 1 is odd, so a tie
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
 
 import torch
 
@@ -27,8 +34,9 @@ from quantlens.formats.kernels import Kernel
 from quantlens.formats.types import FloatFormat
 
 # Layout of the two small constant tensors every kernel call takes (built by `kernel_constants`).
-_I_MAN, _I_EMIN, _I_SIGN, _I_UNSIGNED = range(4)  # int32
-_F_MAX, _F_OVERFLOW, _F_FLOOR, _F_BELOW_BOUND, _F_BELOW_VALUE = range(5)  # float32
+_I_MAN, _I_EMIN, _I_SIGN, _I_UNSIGNED, _I_SHIFT, _I_HALF, _I_LSB, _I_KEEP, _I_MIN_NORMAL = range(9)  # int32
+_F_MAX, _F_OVERFLOW, _F_FLOOR, _F_BELOW_BOUND, _F_BELOW_VALUE, _F_SUB_STEP, _F_SUB_INV_A, _F_SUB_INV_B = range(8)  # float32
+_INF_BITS = 0x7F800000
 
 _SIGN_BIT = -(1 << 31)  # 0x80000000 as an int32
 _ABS_MASK = 0x7FFFFFFF
@@ -67,14 +75,23 @@ def _finish(q, sign, fp, scale, tensor_scale):
     return (q * scale) * tensor_scale
 
 
+def _round_nearest_even(mag: torch.Tensor, ip: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    # mag: int32 bits of |v| -> float32 |v| rounded onto the grid (before overflow handling)
+    lsb = (mag >> ip[_I_SHIFT]) & ip[_I_LSB]  # the lowest kept bit: ties go to even
+    normal = ((mag + ip[_I_HALF] + lsb) & ip[_I_KEEP]).view(torch.float32)
+    normal = torch.where(mag >= _INF_BITS, mag.view(torch.float32), normal)  # Inf and NaN unchanged
+    # |v| / step as two exact multiplications by powers of two (1 / step can exceed float32's range)
+    units = (mag.view(torch.float32) * fp[_F_SUB_INV_A]) * fp[_F_SUB_INV_B]
+    subnormal = torch.round(units) * fp[_F_SUB_STEP]
+    return torch.where(mag < ip[_I_MIN_NORMAL], subnormal, normal)
+
+
 def _minifloat_nearest(x, scale, tensor_scale, ip, fp):
     """(round_nearest_even(x / (scale * tensor_scale)) * scale) * tensor_scale, the division done
     as a multiplication by the float32 reciprocal; scales broadcast against x."""
     v = _below_range(x * inverse_scale(scale * tensor_scale), ip, fp)
     bits = v.view(torch.int32)
-    mag = bits & _ABS_MASK
-    step = _grid_step(mag, ip)
-    q = torch.round(mag.view(torch.float32) / step) * step
+    q = _round_nearest_even(bits & _ABS_MASK, ip, fp)
     return _finish(q, bits & ip[_I_SIGN], fp, scale, tensor_scale)
 
 
@@ -109,10 +126,30 @@ def kernel_constants(fmt: FloatFormat, saturate: bool, device: torch.device) -> 
         # no zero (E8M0): v <= 0 has no nearest value: the minimum when saturating, else NaN
         floor, below_bound = fmt.min_normal, 0.0
         below_value = fmt.min_normal if saturate else math.nan
-    ip = torch.tensor([fmt.man_bits, fmt.emin, _SIGN_BIT if fmt.signed else 0, 0 if fmt.signed else 1],
+    ip = torch.tensor([fmt.man_bits, fmt.emin, _SIGN_BIT if fmt.signed else 0, 0 if fmt.signed else 1,
+                       *_significand_rounding(fmt.man_bits), _float32_bits(math.ldexp(1.0, max(fmt.emin, -126)))],
                       dtype=torch.int32, device=device)
-    fp = torch.tensor([fmt.max, overflow, floor, below_bound, below_value], dtype=torch.float32, device=device)
+    inv_step_log2 = fmt.man_bits - fmt.emin  # 1 / step = 2^inv_step_log2, split to stay finite
+    inv_a = min(inv_step_log2, 127)
+    fp = torch.tensor([fmt.max, overflow, floor, below_bound, below_value, math.ldexp(1.0, -inv_step_log2),
+                       math.ldexp(1.0, inv_a), math.ldexp(1.0, inv_step_log2 - inv_a)],
+                      dtype=torch.float32, device=device)
     return ip, fp
+
+
+def _significand_rounding(man_bits: int) -> tuple[int, int, int, int]:
+    """(shift, half, lsb_mask, keep_mask) rounding a float32 significand to man_bits on its bits:
+    bits + half + ((bits >> shift) & lsb_mask), then & keep_mask. man_bits 0 (E8M0) rounds ties up."""
+    shift = 23 - man_bits
+    if shift == 0:
+        return 0, 0, 0, -1
+    if man_bits == 0:
+        return shift, 1 << (shift - 1), 0, ~((1 << shift) - 1)
+    return shift, (1 << (shift - 1)) - 1, 1, ~((1 << shift) - 1)
+
+
+def _float32_bits(value: float) -> int:
+    return struct.unpack("<i", struct.pack("<f", value))[0]
 
 
 def minifloat_fake_quant(x, fmt: FloatFormat, scale, tensor_scale, *, rounding: str, saturate: bool,

@@ -19,9 +19,9 @@ def _linear(module, params, x):
 
 _BN = ("weight", "bias", "running_mean", "running_var")
 
-register_layer(nn.Conv1d, weight_params=("weight",), input_axes=(1,), call=_conv)
-register_layer(nn.Conv2d, weight_params=("weight",), input_axes=(1,), call=_conv)
-register_layer(nn.Linear, weight_params=("weight",), input_axes=(-1,), call=_linear)
+register_layer(nn.Conv1d, weight_params=("weight",), input_axes=(1,), matmul=True, call=_conv)
+register_layer(nn.Conv2d, weight_params=("weight",), input_axes=(1,), matmul=True, call=_conv)
+register_layer(nn.Linear, weight_params=("weight",), input_axes=(-1,), matmul=True, call=_linear)
 # BatchNorm folds into the preceding convolution in every deployment: its input is that
 # convolution's accumulator, never a stored low-precision tensor, so it is not quantized by default.
 register_layer(nn.BatchNorm1d, norm_params=_BN, input_axes=(1,), quantize_inputs=False)
@@ -38,4 +38,4 @@ register_layer(nn.Softmax, input_axes=(-1,))
 register_layer(Add, input_axes=(None, None))
 register_layer(Mul, input_axes=(None, None))
 # (B, h, N, d) @ (B, h, d, N): blocks run along each operand's reduction axis.
-register_layer(MatMul, input_axes=(-1, -2))
+register_layer(MatMul, input_axes=(-1, -2), matmul=True)

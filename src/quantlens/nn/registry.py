@@ -32,6 +32,8 @@ class LayerKind:
         deployment does: grid-preserving operations (ReLU, max-pool), whose input is re-quantized
         by the next consumer anyway, and BatchNorm, which folds into the convolution before it.
         An override that sets input_mode/input_format for the type turns it on.
+    matmul: a dot-product layer (convolution, linear, matmul) whose inputs are the operands
+        low-precision hardware multiplies; recipes with `input_ops: matmul` quantize only these.
     """
 
     float_type: type[nn.Module]
@@ -39,6 +41,7 @@ class LayerKind:
     norm_params: tuple[str, ...] = ()
     input_axes: tuple[int | None, ...] = (None,)
     quantize_inputs: bool = True
+    matmul: bool = False
     call: LayerCall | None = None
 
     @property

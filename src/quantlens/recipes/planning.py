@@ -1,8 +1,9 @@
 """Turn a QuantizationConfig into per-layer plans for `quantlens.nn.quantize_model`.
 
 Selection order for each layer of a registered type: include globs, exclude globs, the first/last
-weighted layer switches, then overrides in order (matched by name glob and/or module type; the
-last match wins; `skip` leaves the layer in float).
+weighted layer switches, `input_ops` (which layer types quantize their inputs by default), then
+overrides in order (matched by name glob and/or module type; the last match wins; `skip` leaves
+the layer in float).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def _layer_plan(name: str, module: nn.Module, kind: LayerKind, cfg: Quantization
             settings.update(changes)
             inputs_asked = inputs_asked or "input_mode" in changes or "input_format" in changes
     weights = _spec(settings, "weight", cfg) if kind.weight_params else None
-    inputs = _spec(settings, "input", cfg) if kind.quantize_inputs or inputs_asked else None
+    inputs_by_default = kind.quantize_inputs and (cfg.input_ops == "all" or kind.matmul)
+    inputs = _spec(settings, "input", cfg) if inputs_by_default or inputs_asked else None
     norm = _spec(settings, "bn", cfg) if kind.norm_params else None
     return LayerPlan(weights=weights, inputs=inputs, outputs=_spec(settings, "act", cfg), norm=norm)
 

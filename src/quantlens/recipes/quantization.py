@@ -3,7 +3,8 @@
 Four tensor roles are set separately: weights (`weight_*`), layer inputs (`input_*`), layer
 outputs (`act_*`) and normalisation parameters with BatchNorm running statistics (`bn_*`). Each
 has a format (default: `format`), a mode (`none`, `tensor`, `channel`, `block`) and a block size
-(`*_chunk_size`). Layer selection: `include`/`exclude` globs on layer names, `quantize_first_layer`
+(`*_chunk_size`); `input_ops: matmul` limits input quantization to convolutions, linear layers
+and matmuls. Layer selection: `include`/`exclude` globs on layer names, `quantize_first_layer`
 / `quantize_last_layer`, and `overrides` that change any setting for layers matched by name glob
 or module type (the last matching override wins).
 """
@@ -72,6 +73,11 @@ class QuantizationConfig(Block):
     input_format: str = Field(None, description="default: format")
     input_mode: Mode = "tensor"
     input_chunk_size: int = Field(32, gt=0)
+    input_ops: Literal["all", "matmul"] = Field(
+        "all", description="whose inputs are quantized: 'all' (every layer type that quantizes its inputs by "
+                           "default, residual adds, pools and softmax included) or 'matmul' (only convolutions, "
+                           "linear layers and matmuls: the operands FP8 and MX/NVFP4 hardware multiplies in low "
+                           "precision, while adds, pools and softmax run in higher precision)")
     act_format: str = Field(None, description="default: format")
     act_mode: Mode = "none"
     act_chunk_size: int = Field(32, gt=0)
@@ -144,4 +150,6 @@ class QuantizationConfig(Block):
             fmt = getattr(self, f"{role}_format")
             chunk = f"{getattr(self, f'{role}_chunk_size')}" if mode == "block" and role != "bn" else ""
             parts.append(f"{short}:{fmt}/{mode}{chunk}")
+        if self.input_ops == "matmul" and self.input_mode != "none":
+            parts.append("in:matmul-only")
         return " ".join(parts) or "float"

@@ -109,6 +109,8 @@ class GroupLayout:
         if isinstance(granularity, PerChannel):
             return GroupLayout(shape, granularity, axis, pre, d, 1, post, d)
         blocks = -(-d // granularity.size)
+        if blocks == 1:  # one (possibly short) block spans the axis: no padding copy is needed
+            return GroupLayout(shape, granularity, axis, pre, 1, d, post, d)
         return GroupLayout(shape, granularity, axis, pre, blocks, granularity.size, post, blocks * granularity.size)
 
     @property
