@@ -6,9 +6,10 @@ man_bits with integer arithmetic (add half an ulp of the target, minus one unles
 bit is odd, then clear the dropped bits; a carry moves into the exponent, which is the next grid
 value). Below 2^emin the grid is evenly spaced (subnormals) at step = 2^(emin - man_bits), so
 `round(|v| / step) * step` is exact there. (The integer form needs a normal float32 |v|: with
-emin = -127 (E8M0) the step form also covers [2^-127, 2^-126), whose spacing is the same step.) Overflow, the sign, NaN and the no-zero case (E8M0)
-are settled on the result. Every operation is exact, so the result is the correctly rounded grid
-value and the eager and fused (torch.compile) forms agree.
+emin = -127 (E8M0) the step form also covers [2^-127, 2^-126), whose spacing is the same step.)
+Overflow, the sign, NaN and the no-zero case (E8M0) are settled on the result. Every operation
+is exact, so the result is the correctly rounded grid value and the eager and fused
+(torch.compile) forms agree.
 
 Stochastic rounding works in units of the local grid spacing 2^(e - man_bits), e the binade
 exponent floored at emin: |v| / spacing is exact, and it rounds up with probability equal to the
@@ -35,7 +36,8 @@ from quantlens.formats.types import FloatFormat
 
 # Layout of the two small constant tensors every kernel call takes (built by `kernel_constants`).
 _I_MAN, _I_EMIN, _I_SIGN, _I_UNSIGNED, _I_SHIFT, _I_HALF, _I_LSB, _I_KEEP, _I_MIN_NORMAL = range(9)  # int32
-_F_MAX, _F_OVERFLOW, _F_FLOOR, _F_BELOW_BOUND, _F_BELOW_VALUE, _F_SUB_STEP, _F_SUB_INV_A, _F_SUB_INV_B = range(8)  # float32
+# float32
+_F_MAX, _F_OVERFLOW, _F_FLOOR, _F_BELOW_BOUND, _F_BELOW_VALUE, _F_SUB_STEP, _F_SUB_INV_A, _F_SUB_INV_B = range(8)
 _INF_BITS = 0x7F800000
 
 _SIGN_BIT = -(1 << 31)  # 0x80000000 as an int32
