@@ -18,7 +18,7 @@ import numpy as np
 from quantlens.data.decode import IMAGE_EXTENSIONS, DecodeError, decode_image
 from quantlens.data.paths import existing_path
 from quantlens.data.registry import DATASETS
-from quantlens.data.source import GRAY_DEFAULT, RGB_DEFAULT, SPLIT_NAMES, ImageSource
+from quantlens.data.source import SPLIT_NAMES, ImageSource, default_normalization
 from quantlens.errors import DataError
 
 
@@ -99,7 +99,7 @@ def load_imagefolder(argument: str | None) -> ImageSource:
         ids=ids,
         class_names=class_names,
         channels=channels,
-        normalization=RGB_DEFAULT if channels == 3 else GRAY_DEFAULT,
+        normalization=default_normalization(channels),
         official_splits=official,
         skipped=skipped,
         root=root,

@@ -13,7 +13,7 @@ import numpy as np
 
 from quantlens.data.paths import existing_path
 from quantlens.data.registry import DATASETS
-from quantlens.data.source import GRAY_DEFAULT, RGB_DEFAULT, SPLIT_NAMES, ImageSource
+from quantlens.data.source import SPLIT_NAMES, ImageSource, default_normalization
 from quantlens.errors import DataError
 
 # Label names published with MedMNIST v2 for its binary and small sets (facts, keyed by file stem).
@@ -83,6 +83,6 @@ def load_medmnist(argument: str | None) -> ImageSource:
         ids=ids,
         class_names=names,
         channels=channels,
-        normalization=GRAY_DEFAULT if channels == 1 else RGB_DEFAULT,
+        normalization=default_normalization(channels),
         official_splits=splits,
     )

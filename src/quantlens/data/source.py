@@ -44,6 +44,11 @@ GRAY_DEFAULT = Normalization((0.5,), (0.5,))
 RGB_DEFAULT = Normalization(IMAGENET_MEAN, IMAGENET_STD)
 
 
+def default_normalization(channels: int) -> Normalization:
+    """ImageNet statistics for colour images, (0.5, 0.5) for grey ones."""
+    return RGB_DEFAULT if channels == 3 else GRAY_DEFAULT
+
+
 @dataclass
 class ImageSource:
     """Decoded samples of one dataset.

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from quantlens.data.registry import DATASETS
-from quantlens.data.source import GRAY_DEFAULT, RGB_DEFAULT, ImageSource
+from quantlens.data.source import ImageSource, default_normalization
 from quantlens.errors import DataError
 
 _DEFAULTS = {"classes": 1000, "channels": 3, "size": 224, "count": 256, "seed": 0}
@@ -58,4 +58,4 @@ def load_synthetic(argument: str | None) -> ImageSource:
     return ImageSource(name="synthetic", spec=spec, images=images, labels=labels,
                        ids=[f"synthetic/{i}" for i in range(o["count"])],
                        class_names=[str(c) for c in range(o["classes"])], channels=o["channels"],
-                       normalization=RGB_DEFAULT if o["channels"] == 3 else GRAY_DEFAULT)
+                       normalization=default_normalization(o["channels"]))

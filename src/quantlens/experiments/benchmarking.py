@@ -52,7 +52,7 @@ from quantlens.bench.profile import ProfileComparison, compare_profiles, profile
 from quantlens.bench.record import BenchmarkRecord
 from quantlens.bench.stats import Speedup
 from quantlens.bench.timing import time_callable
-from quantlens.data.source import GRAY_DEFAULT, RGB_DEFAULT
+from quantlens.data.source import default_normalization
 from quantlens.data.transforms import Preprocessing
 from quantlens.environment import capture_environment
 from quantlens.errors import QuantlensError
@@ -373,8 +373,7 @@ def _run_pipelines(config: BenchmarkConfig, prepared: dict[str, _Prepared], imag
     channels, height, width = input_shape
     encoded = encoded or EncodedImages.synthetic(config.stage_batch_size, height, width,
                                                  channels=channels, seed=config.seed)
-    preprocessing = preprocessing or Preprocessing(channels, (height, width),
-                                                   RGB_DEFAULT if channels == 3 else GRAY_DEFAULT)
+    preprocessing = preprocessing or Preprocessing(channels, (height, width), default_normalization(channels))
     plan = TimingPlan.iterations(config.stage_iterations, warmup=_warmup(config))
     results, notes = [], []
     for name in config.stage_backend_names:
