@@ -89,6 +89,15 @@ def test_missing_and_unexpected_keys(tmp_path):
         load_weights(_net(), path)
 
 
+def test_non_finite_weights_refused_naming_the_tensor(tmp_path):
+    sd = _net().state_dict()
+    sd["0.weight"].view(-1)[:2] = torch.tensor([float("nan"), float("inf")])
+    path = tmp_path / "w.pt"
+    torch.save(sd, path)
+    with pytest.raises(CheckpointError, match=r"non-finite values \(NaN/Inf\) in: 0\.weight \(2 of 36\)"):
+        load_weights(_net(), path)
+
+
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / "w.pt"
     path.write_bytes(b"garbage" * 10)

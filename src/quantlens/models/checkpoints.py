@@ -104,6 +104,11 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         problems.append(f"unexpected keys: {_first(unexpected)}")
     if problems:
         raise CheckpointError(f"checkpoint {path} does not fit the model: " + "; ".join(problems))
+    # NaN/Inf weights would only surface later as NaN outputs, far from the tensor that holds them
+    non_finite = [f"{k} ({n} of {t.numel()})" for k, t in state.items()
+                  if t.is_floating_point() and (n := int((~torch.isfinite(t)).sum()))]
+    if non_finite:
+        raise CheckpointError(f"checkpoint {path} holds non-finite values (NaN/Inf) in: {_first(non_finite)}")
     model.load_state_dict(state, strict=False)
     return model
 
