@@ -45,3 +45,36 @@ def run_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("EXPERIMENT_ROOT", str(root))
     return root
+
+
+class CliResult:
+    """Exit code and output of one in-process `quantlens` call."""
+
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.startswith("error: ")]
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`cli("run", "--check", path)` -> CliResult: the command run in this process (fast enough for
+    hundreds of calls). Anything but a clean exit (0) or a user error (2) propagates: a traceback."""
+    import sys
+
+    from quantlens.cli import main
+
+    def invoke(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["quantlens", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke

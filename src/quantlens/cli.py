@@ -21,6 +21,8 @@ out = Console(width=None if Console().is_terminal else 160)
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
 OutOption = typer.Option(None, "--out", help="run root (default: $EXPERIMENT_ROOT, else ./runs)")
+CheckOption = typer.Option(False, "--check", help="validate the config, data, model, weights and backends without "
+                                                  "running anything; write nothing; exit 0 (valid) or 2")
 
 
 def _write_reports(record, outcome) -> None:
@@ -35,7 +37,18 @@ def _write_reports(record, outcome) -> None:
         write_benchmark_plots(outcome.benchmark)
 
 
-def _run(spec) -> None:
+def _check(spec) -> None:
+    from quantlens.experiments.check import check_experiment
+
+    for line in check_experiment(spec):
+        out.print(line, highlight=False, markup=False)
+    out.print("check passed; nothing was run or written", highlight=False)
+
+
+def _run(spec, check: bool = False) -> None:
+    if check:
+        _check(spec)
+        return
     from quantlens.experiments.runner import run_experiment
     from quantlens.report.bench_tables import print_benchmark
     from quantlens.report.tables import cross_validation_table, metrics_table, simulation_table
@@ -61,15 +74,15 @@ def _spec(values: dict, origin: str):
 
 @app.command()
 def run(config: Path | None = typer.Argument(None, help="experiment YAML; none runs the default experiment"),
-        out_root: str | None = OutOption) -> None:
+        out_root: str | None = OutOption, check: bool = CheckOption) -> None:
     """Run an experiment from a YAML file (or the default experiment on scikit-learn's digits)."""
     from quantlens.experiments.defaults import default_spec
     from quantlens.experiments.spec import load_spec
 
     spec = load_spec(config) if config else default_spec()
     if out_root:
-        spec = spec.model_copy(update={"output": spec.output.model_copy(update={"root": out_root})})
-    _run(spec)
+        spec = _spec({**spec.to_dict(), "output": {**spec.output.model_dump(), "root": out_root}}, "--out")
+    _run(spec, check)
 
 
 MODEL_HELP = "zoo name, python:<module>:<callable>, timm:<name>, torchvision:<name>"
@@ -83,11 +96,11 @@ def evaluate(model: str = typer.Option(..., help=MODEL_HELP),
              image_size: int | None = typer.Option(None, help="square input side"),
              batch_size: int = typer.Option(256),
              name: str = typer.Option("eval", help="run name"),
-             out_root: str | None = OutOption) -> None:
+             out_root: str | None = OutOption, check: bool = CheckOption) -> None:
     """Evaluate a model (usually with --weights) and write a run record."""
     _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
                 "model": {"name": model, "weights": weights},
-                "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "eval"))
+                "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "eval"), check)
 
 
 @app.command()
@@ -99,7 +112,8 @@ def train(model: str = typer.Option(...), data: str = typer.Option(...),
           folds: int = typer.Option(1, help=">= 2 runs k-fold cross-validation"),
           weights: str | None = typer.Option(None, help="initial weights (fine-tuning)"),
           image_size: int | None = typer.Option(None), seed: int = typer.Option(0),
-          name: str = typer.Option("train", help="run name"), out_root: str | None = OutOption) -> None:
+          name: str = typer.Option("train", help="run name"), out_root: str | None = OutOption,
+          check: bool = CheckOption) -> None:
     """Train a model (FP32) with a validation split; keep the best checkpoint; evaluate on the test split."""
     train_block = {"enabled": True, "epochs": epochs, "optimizer": optimizer, "batch_size": batch_size,
                    "patience": patience, "folds": folds}
@@ -109,7 +123,7 @@ def train(model: str = typer.Option(...), data: str = typer.Option(...),
                 "data": {"source": data, "image_size": image_size,
                          "augment": [a.strip() for a in augment.split(",") if a.strip()]},
                 "model": {"name": model, "weights": weights}, "train": train_block,
-                "output": {"root": out_root}}, "train"))
+                "output": {"root": out_root}}, "train"), check)
 
 
 def _csv(value: str) -> list[str]:
@@ -140,7 +154,8 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
              exclude: str = typer.Option("", help="comma-separated layer-name globs left in float"),
              split: str = typer.Option("auto", help="auto | train | val | test | all"),
              image_size: int | None = typer.Option(None), batch_size: int = typer.Option(256),
-             name: str = typer.Option("simulate", help="run name"), out_root: str | None = OutOption) -> None:
+             name: str = typer.Option("simulate", help="run name"), out_root: str | None = OutOption,
+             check: bool = CheckOption) -> None:
     """Evaluate FP32 and simulated number formats side by side on the same samples."""
     entries = []
     for fmt in _csv(format):
@@ -156,7 +171,8 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
         entries.append(entry)
     _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
                 "model": {"name": model, "weights": weights}, "quantization": entries,
-                "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "simulate"))
+                "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "simulate"),
+         check)
 
 
 @app.command()
@@ -174,20 +190,21 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
           profile: str = typer.Option("", help="operator profiles, e.g. ort-fp32:ort-int8,torch-fp32:torch-int8"),
           stages: bool = typer.Option(True, "--stages/--no-stages", help="time the pipeline stage by stage"),
           evaluate: bool = typer.Option(False, "--eval/--no-eval", help="also evaluate accuracy on --data"),
-          name: str = typer.Option("bench", help="run name"), out_root: str | None = OutOption) -> None:
+          name: str = typer.Option("bench", help="run name"), out_root: str | None = OutOption,
+          check: bool = CheckOption) -> None:
     """Latency and throughput of real backends, side by side, with confidence intervals."""
-    from quantlens.recipes.benchmark import parse_batch_sizes, parse_name_list, parse_profile_pairs
+    from quantlens.recipes.benchmark import parse_batch_sizes, parse_name_list, parse_profile_pairs, parse_threads
 
     if data == "synthetic":
         size = image_size or _preferred_size(model)
         data = f"synthetic:classes={num_classes},channels={in_channels},size={size}"
     block = {"backends": parse_name_list(backends), "batch_sizes": parse_batch_sizes(batch_sizes),
-             "threads": int(threads) if threads.isdigit() else threads, "rounds": rounds, "stages": stages,
+             "threads": parse_threads(threads), "rounds": rounds, "stages": stages,
              "profile": parse_profile_pairs(profile) if profile else ()}
     _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
                 "model": {"name": model, "weights": weights},
                 "eval": {"enabled": evaluate and not data.startswith("synthetic")},
-                "benchmark": block, "output": {"root": out_root}}, "bench"))
+                "benchmark": block, "output": {"root": out_root}}, "bench"), check)
 
 
 def _preferred_size(model: str) -> int:

@@ -34,3 +34,9 @@ def describe(exc: BaseException) -> str:
     exception from a library or a user's code, fit for a one-line report."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def naming_field(field: str, exc: QuantlensError) -> QuantlensError:
+    """The same error, of the same type, with its message led by the config field it concerns."""
+    text = str(exc)
+    return type(exc)(text if text.startswith(f"{field}:") else f"{field}: {text}")

@@ -11,6 +11,8 @@ Tolerances (logits compared with eager FP32 on the same inputs):
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -145,6 +147,18 @@ def test_onnx_export_is_one_file_with_a_dynamic_batch_and_is_reused(tiny, work_d
     stamp = export.path.stat().st_mtime_ns
     assert export_onnx(model, images[:4], work_dir).path == export.path
     assert export.path.stat().st_mtime_ns == stamp
+
+
+def test_a_reused_export_is_verified_again_for_a_stricter_tolerance(tiny, tmp_path):
+    model, images, _ = tiny
+    export = export_onnx(model, images[:4], tmp_path)
+    sidecar = export.path.with_suffix(".verified.json")
+    assert json.loads(sidecar.read_text())["atol"] == 1e-4
+    if export.max_abs_diff > 0:  # the cached verification does not stand for a tolerance it never met
+        with pytest.raises(BackendError, match="disagrees with torch"):
+            export_onnx(model, images[:4], tmp_path, rtol=0.0, atol=export.max_abs_diff / 2)
+    again = export_onnx(model, images[:4], tmp_path, rtol=1e-2, atol=1e-3)
+    assert again.path == export.path and json.loads(sidecar.read_text())["rtol"] == 1e-2
 
 
 def test_an_export_that_disagrees_with_torch_is_refused(tiny, work_dir):

@@ -51,7 +51,7 @@ def test_saved_split_of_other_data_refused(digits, tmp_path):
     saved = json.loads(split.path.read_text())
     saved["n_samples"] = 5
     split.path.write_text(json.dumps(saved))
-    with pytest.raises(DataError, match="does not match"):
+    with pytest.raises(DataError, match="was not made for"):
         holdout_split(digits, val_fraction=0.2, test_fraction=0.2, seed=0, store_dir=tmp_path)
 
 

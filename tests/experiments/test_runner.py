@@ -61,10 +61,22 @@ def test_cross_validation_folds(tmp_path):
     assert all((outcome.run_dir / f"folds/{k}/best.safetensors").is_file() for k in range(3))
 
 
-def test_failed_run_stays_partial(tmp_path):
-    with pytest.raises(DataError):
+def test_user_mistake_leaves_no_run_folder(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
         run_experiment(_spec(tmp_path, data={"source": f"imagefolder:{tmp_path / 'missing'}"}))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_run_stays_partial(tmp_path, monkeypatch):
+    import quantlens.experiments.runner as runner
+
+    def broken_predict(*args, **kwargs):
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(runner, "predict", broken_predict)  # a failure after the run folder exists
+    with pytest.raises(RuntimeError):
+        run_experiment(_spec(tmp_path))
     (partial,) = list(tmp_path.glob("*.partial"))
     status = json.loads((partial / "run.json").read_text())
-    assert status["status"] == "failed" and "does not exist" in status["error"]
+    assert status["status"] == "failed" and "evaluation broke" in status["error"]
     assert not (partial / "metrics.json").exists()

@@ -140,7 +140,10 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, work_dir: str | P
     sidecar = path.with_suffix(".verified.json")
     if path.is_file() and sidecar.is_file():
         check = json.loads(sidecar.read_text(encoding="utf-8"))
-        return OnnxExport(path, check["max_abs_diff"], check["tolerance"], tuple(check["verified_batch_sizes"]))
+        # reused only when it was verified to this very tolerance (the file name keys the model, not it)
+        if check.get("rtol") == rtol and check.get("atol") == atol:
+            return OnnxExport(path, check["max_abs_diff"], check["tolerance"], tuple(check["verified_batch_sizes"]))
+        return _record(path, verify_against_torch(path, module, example_input, rtol=rtol, atol=atol), rtol, atol)
 
     trace_batch = example_input[:2] if example_input.shape[0] >= 2 else example_input.repeat(2, 1, 1, 1)
     batch_axis = torch.export.Dim("batch", min=1)
@@ -152,9 +155,15 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, work_dir: str | P
         except torch.onnx.OnnxExporterError as error:
             raise BackendError(f"{backend}: torch.onnx.export failed: {describe(error)}") from error
         onnx.checker.check_model(str(tmp))
-        worst, tolerance, sizes = verify_against_torch(tmp, module, example_input, rtol=rtol, atol=atol)
-    write_json(sidecar, {"max_abs_diff": worst, "tolerance": tolerance, "verified_batch_sizes": list(sizes),
-                         "rtol": rtol, "atol": atol})
+        check = verify_against_torch(tmp, module, example_input, rtol=rtol, atol=atol)  # refused before it lands
+    return _record(path, check, rtol, atol)
+
+
+def _record(path: Path, check: tuple[float, float, tuple[int, ...]], rtol: float, atol: float) -> OnnxExport:
+    """Write a verification (max |difference|, tolerance, batch sizes) and the tolerance asked for beside the file."""
+    worst, tolerance, sizes = check
+    write_json(path.with_suffix(".verified.json"), {"max_abs_diff": worst, "tolerance": tolerance,
+                                                    "verified_batch_sizes": list(sizes), "rtol": rtol, "atol": atol})
     return OnnxExport(path, worst, tolerance, sizes)
 
 

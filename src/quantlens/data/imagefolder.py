@@ -4,21 +4,23 @@ Extensions .jpg .jpeg .png .bmp are matched case-insensitively; other files are 
 colour modes may be mixed: if any image is in colour the set is RGB and grayscale images are
 replicated to three channels. Classes are the sorted folder names (the order torchvision uses).
 
-A file that cannot be decoded is skipped, counted and named in `ImageSource.skipped` (the run
-record lists it and the CLI warns); a class folder with no images is refused.
+A file that cannot be decoded (or is over Pillow's pixel limit) is skipped, counted and named in
+`ImageSource.skipped` (the run record lists it and the CLI warns); a class folder with no images,
+a split folder with no class folders, and split folders mixed with other folders are refused.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from quantlens.data.decode import IMAGE_EXTENSIONS, DecodeError, decode_image
+from quantlens.data.decode import IMAGE_EXTENSIONS, DecodeError, decode_image, oversize_warnings_as_errors
 from quantlens.data.paths import existing_path
 from quantlens.data.registry import DATASETS
-from quantlens.data.source import SPLIT_NAMES, ImageSource, default_normalization
+from quantlens.data.source import SPLIT_NAMES, ImageSource, check_class_count, default_normalization
 from quantlens.errors import DataError
 
 
@@ -36,12 +38,46 @@ def _image_files(class_dir: Path) -> list[Path]:
 def _layout(root: Path) -> dict[str, Path]:
     """Split name -> folder of class folders; {'': root} when the root holds classes directly."""
     subdirs = {d.name.lower(): d for d in _class_dirs(root)}
-    split_dirs = {s: subdirs[s] for s in SPLIT_NAMES if s in subdirs}
-    if split_dirs and set(subdirs) <= set(SPLIT_NAMES):
-        return split_dirs
     if not subdirs:
         raise DataError(f"imagefolder: {root} has no class sub-folders")
-    return {"": root}
+    splits = [s for s in SPLIT_NAMES if s in subdirs]
+    if not splits:
+        return {"": root}
+    others = sorted(d.name for name, d in subdirs.items() if name not in SPLIT_NAMES)
+    if others:  # 'train/ test/ misc/': three classes, or two splits and a stray folder?
+        raise DataError(f"imagefolder: {root} mixes split folders ({', '.join(subdirs[s].name for s in splits)}) "
+                        f"with other folders ({', '.join(others)}); use only {'/, '.join(SPLIT_NAMES)}/ "
+                        f"or only class folders")
+    return {s: subdirs[s] for s in splits}
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """What the file system says, before any decoding: split -> class -> image files."""
+
+    root: Path
+    layout: dict[str, Path]  # split name -> folder of class folders ('' for a flat folder)
+    files: dict[str, dict[str, list[Path]]]
+    class_names: list[str]
+
+    @property
+    def n_files(self) -> int:
+        return sum(len(f) for classes in self.files.values() for f in classes.values())
+
+
+def scan(root: Path) -> FolderScan:
+    """The layout rules: class folders (or split folders of class folders), each holding an image
+    file, at least two classes in all."""
+    layout = _layout(root)
+    files = {}
+    for split, folder in layout.items():
+        class_dirs = _class_dirs(folder)
+        if not class_dirs:
+            raise DataError(f"imagefolder: split folder {folder} has no class sub-folders")
+        files[split] = {d.name: _image_files(d) for d in class_dirs}
+    class_names = sorted({name for classes in files.values() for name in classes})
+    check_class_count(len(class_names), f"imagefolder: {root}")
+    return FolderScan(root, layout, files, class_names)
 
 
 def _decode_all(files: list[Path]) -> list[np.ndarray | str]:
@@ -51,24 +87,22 @@ def _decode_all(files: list[Path]) -> list[np.ndarray | str]:
         except DecodeError as exc:
             return str(exc)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow releases the GIL while decoding
+    # Set in this thread around the whole pool: the warnings filter is shared by the workers.
+    with oversize_warnings_as_errors(), ThreadPoolExecutor(max_workers=4) as pool:  # Pillow releases the GIL
         return list(pool.map(decode, files))
 
 
 @DATASETS.register("imagefolder")
 def load_imagefolder(argument: str | None) -> ImageSource:
     root = existing_path(argument, "imagefolder", want_dir=True)
-    layout = _layout(root)
-    per_split = {split: {d.name: _image_files(d) for d in _class_dirs(folder)} for split, folder in layout.items()}
-    class_names = sorted({name for classes in per_split.values() for name in classes})
-    if not class_names:
-        raise DataError(f"imagefolder: {root} has no class sub-folders")
+    found = scan(root)
+    class_names, layout = found.class_names, found.layout
     entries = [(split, class_names.index(name), f)
-               for split, classes in per_split.items() for name, files in classes.items() for f in files]
+               for split, classes in found.files.items() for name, files in classes.items() for f in files]
     decoded = _decode_all([f for _, _, f in entries])
 
     images, labels, ids, split_of, skipped = [], [], [], [], []
-    for (split, label, path), result in zip(entries, decoded, strict=False):
+    for (split, label, path), result in zip(entries, decoded, strict=True):
         rel = path.relative_to(root).as_posix()
         if isinstance(result, str):
             skipped.append((rel, result))
@@ -79,12 +113,11 @@ def load_imagefolder(argument: str | None) -> ImageSource:
         split_of.append(split)
     labels_arr = np.asarray(labels, dtype=np.int64)
     splits_arr = np.asarray(split_of)
-    for split, classes in per_split.items():
+    for split, classes in found.files.items():
         present = set(labels_arr[splits_arr == split].tolist())
         for name in classes:
             if class_names.index(name) not in present:
-                where = (layout[split] / name) if split else (root / name)
-                raise DataError(f"imagefolder: no image in class folder {where} could be decoded")
+                raise DataError(f"imagefolder: no image in class folder {layout[split] / name} could be decoded")
     channels = 3 if any(img.shape[2] == 3 for img in images) else 1
     if channels == 3:
         images = [np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img for img in images]

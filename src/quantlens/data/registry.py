@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from quantlens.data.source import ImageSource
+from quantlens.data.source import ImageSource, validate_source
 from quantlens.errors import DataError
 from quantlens.registry import Registry
 
@@ -26,6 +26,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 
 def load_source(spec: str) -> ImageSource:
+    """The loader's `ImageSource`, checked against the rules every dataset must meet."""
     kind, argument = parse_spec(spec)
     loader = DATASETS.get(kind)
-    return loader(argument)
+    return validate_source(loader(argument))

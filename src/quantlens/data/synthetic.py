@@ -8,6 +8,7 @@ throughput do not depend on what the pixels show.
 from __future__ import annotations
 
 import numpy as np
+import psutil
 import torch
 import torch.nn.functional as F
 
@@ -16,9 +17,14 @@ from quantlens.data.source import ImageSource, default_normalization
 from quantlens.errors import DataError
 
 _DEFAULTS = {"classes": 1000, "channels": 3, "size": 224, "count": 256, "seed": 0}
+# Upper bounds, each far beyond a speed measurement's needs; beyond them a typo, not a request.
+_LIMITS = {"classes": 1_000_000, "size": 4096, "count": 1_000_000, "seed": 2**63 - 1}
+# Generation holds each image as float32 noise upsampled, then as uint8: 5 bytes a pixel value.
+_BYTES_PER_VALUE = 5
+_MEMORY_SHARE = 0.5
 
 
-def _options(argument: str | None) -> dict[str, int]:
+def parse_options(argument: str | None) -> dict[str, int]:
     options = dict(_DEFAULTS)
     for part in (argument or "").split(","):
         if not part.strip():
@@ -36,6 +42,15 @@ def _options(argument: str | None) -> dict[str, int]:
     for key in ("classes", "size", "count"):
         if options[key] < 1:
             raise DataError(f"synthetic: {key} must be >= 1, got {options[key]}")
+    for key, limit in _LIMITS.items():
+        if not 0 <= options[key] <= limit:
+            raise DataError(f"synthetic: {key} must be in 0..{limit}, got {options[key]}")
+    needed = options["count"] * options["channels"] * options["size"] ** 2 * _BYTES_PER_VALUE
+    available = psutil.virtual_memory().available
+    if needed > _MEMORY_SHARE * available:
+        raise DataError(f"synthetic: {options['count']} images of {options['channels']}x{options['size']}x"
+                        f"{options['size']} need {needed / 2**30:.1f} GiB to generate, more than half of the "
+                        f"{available / 2**30:.1f} GiB available; lower count or size")
     return options
 
 
@@ -50,7 +65,7 @@ def smooth_random_images(count: int, height: int, width: int, channels: int,
 
 @DATASETS.register("synthetic")
 def load_synthetic(argument: str | None) -> ImageSource:
-    o = _options(argument)
+    o = parse_options(argument)
     generator = torch.Generator().manual_seed(o["seed"])
     images = smooth_random_images(o["count"], o["size"], o["size"], o["channels"], generator)
     labels = torch.randint(0, o["classes"], (o["count"],), generator=generator).numpy().astype(np.int64)

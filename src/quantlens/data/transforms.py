@@ -36,7 +36,8 @@ class Preprocessing:
 
 
 def _convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """x: (B, C_in, H, W) float in [0, 255] -> (B, channels, H, W)."""
+    """x: (B, C_in, H, W) float in [0, 255] -> (B, channels, H, W); may be `x` itself or a view of it
+    (gray -> RGB is a stride-0 expand), so what follows must not write into it."""
     if x.shape[1] == channels:
         return x
     if channels == 3:
@@ -51,7 +52,8 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return x.round_().clamp_(0, 255).to(torch.uint8)
+    # Out of place: x may alias the caller's data or be an expanded view, where in-place ops fail.
+    return x.round().clamp(0, 255).to(torch.uint8)
 
 
 def to_model_layout(images: np.ndarray | Sequence[np.ndarray], prep: Preprocessing,

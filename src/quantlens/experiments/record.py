@@ -19,6 +19,7 @@ from typing import Any
 from quantlens import __version__
 from quantlens.atomic import write_json, write_text
 from quantlens.environment import capture_environment
+from quantlens.errors import ConfigError, describe
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -26,6 +27,43 @@ PARTIAL_SUFFIX = ".partial"
 def default_run_root(configured: str | None = None) -> Path:
     """`--out` / output.root, else $EXPERIMENT_ROOT, else ./runs."""
     return Path(configured or os.environ.get("EXPERIMENT_ROOT") or "runs").expanduser()
+
+
+def _root_origin(configured: str | None) -> str:
+    if configured:
+        return "output.root"
+    return "$EXPERIMENT_ROOT" if os.environ.get("EXPERIMENT_ROOT") else "the default run root"
+
+
+def check_run_root(configured: str | None = None) -> Path:
+    """The run root, checked without writing anything: it, or the folder it would be made in, must be a
+    writable folder. ConfigError naming output.root (or where the root came from) otherwise."""
+    root = default_run_root(configured)
+    existing = root.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    if problem:
+        raise ConfigError(f"{_root_origin(configured)}: cannot write runs to {root}: {problem}")
+    return root
+
+
+def prepare_run_root(configured: str | None = None) -> Path:
+    """The run root, created, and proven writable by creating and removing a file in it."""
+    root = check_run_root(configured)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".quantlens-write-test-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{_root_origin(configured)}: cannot write runs to {root}: "
+                          f"{exc.strerror or describe(exc)}") from None
+    return root
 
 
 class RunRecord:

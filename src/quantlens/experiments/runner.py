@@ -11,15 +11,23 @@ import torch
 from rich.console import Console
 
 from quantlens.data import PreparedData, load_source
-from quantlens.errors import ConfigError
+from quantlens.errors import ConfigError, QuantlensError, naming_field
 from quantlens.experiments.bench_stage import run_benchmark_stage
 from quantlens.experiments.benchmarking import BenchmarkReport
-from quantlens.experiments.record import RunRecord, default_run_root
-from quantlens.experiments.sampling import calibration_indices, checkpoint_split, eval_indices, holdout
-from quantlens.experiments.setup import prepare_model
-from quantlens.experiments.simulation import run_simulations
+from quantlens.experiments.check import check_weights
+from quantlens.experiments.record import RunRecord, prepare_run_root
+from quantlens.experiments.sampling import (
+    calibration_indices,
+    capped_settings,
+    check_held_out,
+    checkpoint_split,
+    eval_indices,
+    holdout,
+)
+from quantlens.experiments.setup import check_memory, prepare_model
+from quantlens.experiments.simulation import plan_simulations, run_simulations
 from quantlens.experiments.spec import ExperimentSpec
-from quantlens.experiments.training import cross_validate, train_with_checkpoint
+from quantlens.experiments.training import check_folds, cross_validate, train_with_checkpoint
 from quantlens.metrics.classification import Predictions, classification_metrics
 from quantlens.train import predict
 
@@ -38,28 +46,40 @@ Reporter = Callable[[RunRecord, RunOutcome], None]
 
 def run_experiment(spec: ExperimentSpec, console: Console | None = None,
                    reporters: Sequence[Reporter] = ()) -> RunOutcome:
-    """Run `spec`; `reporters` (tables, figures) write into the run folder before it is finalised."""
+    """Run `spec`; `reporters` (tables, figures) write into the run folder before it is finalised.
+
+    Everything that can be refused is refused before the run folder exists (run root, weights and
+    their sidecar, data, model, memory, quantization patterns), so a user mistake leaves nothing behind."""
     console = console or Console(stderr=True)
-    root = default_run_root(spec.output.root)
+    root = prepare_run_root(spec.output.root)
+    check_weights(spec)
     torch.manual_seed(spec.seed)
+    try:
+        source = load_source(spec.data.source)
+    except QuantlensError as exc:
+        raise naming_field("data.source", exc) from None
+    if source.num_classes == 2 and spec.eval.positive_class > 1:
+        raise ConfigError(f"eval.positive_class is {spec.eval.positive_class}, but {source.spec} has two classes "
+                          f"(0: {source.class_names[0]}, 1: {source.class_names[1]})")
+    setup = prepare_model(spec, source)
+    check_memory(spec, source, setup.preprocessing)
+    if spec.quantization:
+        plan_simulations(spec, setup.model)
+    needs_split = spec.train.enabled or spec.eval.split in ("train", "val", "test")
+    split = holdout(spec, source, root) if needs_split else None
+    trained_on = checkpoint_split(spec, source, setup, root)
+    if spec.train.enabled:
+        check_folds(spec, split)
     with RunRecord(root, spec.output.name or spec.name) as record:
         record.write_environment({"seed": spec.seed, "split_seed": spec.data.split_seed})
-        source = load_source(spec.data.source)
-        if source.num_classes == 2 and spec.eval.positive_class > 1:
-            raise ConfigError(f"eval.positive_class is {spec.eval.positive_class}, but {source.spec} has two classes "
-                              f"(0: {source.class_names[0]}, 1: {source.class_names[1]})")
         if source.skipped:
             console.print(f"[yellow]warning:[/] {len(source.skipped)} file(s) of {source.spec} could not be "
                           f"decoded and were skipped (listed in {record.run_id}/data.json)")
-        setup = prepare_model(spec, source)
         resolved = spec.model_copy(update={"data": spec.data.model_copy(update={
             "image_size": setup.preprocessing.size[0], "channels": setup.preprocessing.channels,
             "mean": setup.preprocessing.normalization.mean, "std": setup.preprocessing.normalization.std})})
         record.write_text("config.yaml", resolved.to_yaml())
         data = PreparedData.from_source(source, setup.preprocessing)
-        needs_split = spec.train.enabled or spec.eval.split in ("train", "val", "test")
-        split = holdout(spec, source, root) if needs_split else None
-        trained_on = checkpoint_split(spec, source, setup, root)
         extras: dict = {"model": setup.describe()}
         if spec.train.enabled and spec.train.folds >= 2:
             extras["cross_validation"] = cross_validate(spec, source, data, split, root, record, console)
@@ -69,6 +89,11 @@ def run_experiment(spec: ExperimentSpec, console: Console | None = None,
         calib_idx, calib_origin = None, None
         if spec.quantization:
             calib_idx, indices, calib_origin = calibration_indices(spec, source, split, trained_on, indices)
+        capped = capped_settings(spec, len(indices), None if calib_idx is None else len(calib_idx))
+        for field, counts in capped.items():
+            console.print(f"[yellow]warning:[/] {field} asks for {counts['requested']} samples; {counts['used']} "
+                          f"exist and are used (data.json: capped)")
+        check_held_out(split_name, indices, split if spec.train.enabled else trained_on, calib_idx)
         record.write_json("data.json", {
             "spec": source.spec, "fingerprint": source.fingerprint(), "n_samples": len(source),
             "class_names": source.class_names, "native_channels": source.channels,
@@ -78,6 +103,7 @@ def run_experiment(spec: ExperimentSpec, console: Console | None = None,
                            "class_counts": source.class_counts(indices)},
             "calibration": None if calib_idx is None else {"n": len(calib_idx), "origin": calib_origin,
                                                            "indices": calib_idx},
+            "capped": capped,
             "skipped_files": [{"file": f, "reason": r} for f, r in source.skipped]})
         metrics: dict = {}
         if spec.eval.enabled:

@@ -15,6 +15,7 @@ from sklearn.model_selection import train_test_split
 
 from quantlens.data import Split, holdout_split
 from quantlens.data.source import ImageSource
+from quantlens.data.splits import check_disjoint
 from quantlens.experiments.setup import Setup
 from quantlens.experiments.spec import ExperimentSpec
 
@@ -76,3 +77,31 @@ def calibration_indices(spec: ExperimentSpec, source: ImageSource, split: Split 
         return calib, np.sort(rest), f"{take} samples held out of the evaluation samples (stratified, seeded)"
     calib = np.random.default_rng(spec.data.split_seed).permutation(pool)[:wanted]
     return calib, eval_idx, origin
+
+
+def check_held_out(split_name: str, eval_idx: np.ndarray, trained_on: Split | None,
+                   calib_idx: np.ndarray | None) -> None:
+    """DataError unless the evaluated samples are disjoint from the calibration samples and, when a test
+    split is evaluated, from the samples the model was trained and selected on (calibration may come
+    from the training samples: they only have to stay out of the evaluation)."""
+    others = {} if calib_idx is None else {"calibration samples": calib_idx}
+    if split_name == "test" and trained_on is not None:
+        others.update({"training samples": trained_on.train, "validation samples": trained_on.val})
+    for name, part in others.items():
+        check_disjoint({"evaluated samples": eval_idx, name: part}, "evaluation")
+
+
+def capped_settings(spec: ExperimentSpec, n_eval: int, n_calibration: int | None) -> dict[str, dict[str, int]]:
+    """Sample-count settings that ask for more samples than exist: field -> {"requested", "used"}.
+    The run uses what exists; this is what it reports, so no value is lowered silently."""
+    asked: dict[str, tuple[int, int]] = {}
+    if spec.quantization:  # the analysis settings serve simulated formats only
+        asked["analysis.layerwise_samples"] = (spec.analysis.layerwise_samples, n_eval)
+        asked["analysis.compliance_samples"] = (spec.analysis.compliance_samples, n_eval)
+    if spec.benchmark.enabled:
+        asked["benchmark.agreement_samples"] = (spec.benchmark.agreement_samples, n_eval)
+    for i, q in enumerate(spec.quantization):
+        if n_calibration is not None:
+            asked[f"quantization.{i}.calibration_samples"] = (q.calibration_samples, n_calibration)
+    return {field: {"requested": wanted, "used": available}
+            for field, (wanted, available) in asked.items() if wanted > available}

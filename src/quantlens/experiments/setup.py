@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psutil
 from torch import nn
 
 from quantlens.data.source import ImageSource, Normalization
 from quantlens.data.transforms import Preprocessing
-from quantlens.errors import ModelError
+from quantlens.errors import ConfigError, ModelError, QuantlensError, naming_field
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.models.build import ModelRef, build_model, input_channels
 from quantlens.models.checkpoints import load_weights
@@ -62,7 +63,10 @@ def prepare_model(spec: ExperimentSpec, source: ImageSource) -> Setup:
             raise ModelError(f"model {spec.model.name} takes {needed}-channel input but data.channels is {channels}")
         channels = needed  # e.g. a torchvision model fixed at RGB: grayscale data is replicated
     if spec.model.weights:
-        load_weights(model, spec.model.weights)
+        try:
+            load_weights(model, spec.model.weights)
+        except QuantlensError as exc:
+            raise naming_field("model.weights", exc) from None
     if spec.data.mean is not None:
         if len(spec.data.mean) not in (1, channels):
             raise ModelError(f"data.mean has {len(spec.data.mean)} values but the model takes {channels} channels")
@@ -72,3 +76,21 @@ def prepare_model(spec: ExperimentSpec, source: ImageSource) -> Setup:
     else:
         stats = source.normalization  # adapted to the model's channel count below
     return Setup(model, Preprocessing(channels, size, stats.for_channels(channels)), sidecar)
+
+
+# Share of the memory available now that the prepared images may take; the rest is for the model,
+# activations and the decoded source itself.
+MEMORY_SHARE = 0.5
+
+
+def check_memory(spec: ExperimentSpec, source: ImageSource, preprocessing: Preprocessing) -> None:
+    """ConfigError naming data.image_size when the images at model layout ((N, C, H, W) uint8) would
+    not fit in memory, instead of an allocation failure or a swapping machine minutes later."""
+    c, (h, w) = preprocessing.channels, preprocessing.size
+    needed = len(source) * c * h * w
+    available = psutil.virtual_memory().available
+    if needed > MEMORY_SHARE * available:
+        gib = 2**30
+        raise ConfigError(f"data.image_size: {len(source)} images at {c}x{h}x{w} would take {needed / gib:.1f} GiB, "
+                          f"more than half of the {available / gib:.1f} GiB of memory available; choose a smaller "
+                          f"image_size")

@@ -16,6 +16,7 @@ from rich.console import Console
 from torch import nn
 
 from quantlens.data import PreparedData
+from quantlens.errors import ConfigError
 from quantlens.experiments.record import RunRecord
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.metrics.classification import Predictions, classification_metrics
@@ -26,7 +27,8 @@ from quantlens.models.build import ModelRef
 from quantlens.nn import calibrate, clear_recordings, quant_wrappers, quantize_model, recording
 from quantlens.nn.compliance import check_compliance
 from quantlens.passes import functional_to_modules
-from quantlens.recipes import QuantizationConfig, plan_layers
+from quantlens.passes.functional_to_modules import ModularizeResult
+from quantlens.recipes import ModelPlan, QuantizationConfig, plan_layers
 from quantlens.train import predict
 
 SUMMARY_KEYS = ("top1", "top5", "mean_confidence", "ece", "auroc", "macro_f1")
@@ -62,11 +64,37 @@ def _batches(data: PreparedData, indices: np.ndarray, batch_size: int):
     return (x for x, _, _ in data.batches(indices, batch_size))
 
 
-def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: PreparedData, spec: ExperimentSpec,
-                 eval_idx: np.ndarray, calib_idx: np.ndarray, reference: Predictions, record: RunRecord,
-                 console: Console, functional_ops: dict) -> SimulationResult:
+@dataclass
+class SimulationPlan:
+    """The model with its functional operations given modules, and each entry's per-layer plan."""
+
+    modular: ModularizeResult
+    plans: list[ModelPlan]
+
+
+def plan_simulations(spec: ExperimentSpec, model: nn.Module) -> SimulationPlan:
+    """Plan every `quantization:` entry on `model` as it is now (call it again after training: the
+    converted model is a copy); ConfigError naming the entry's field when a pattern matches no layer
+    or nothing would be quantized, so a check before any work finds it."""
+    # Functional operations (x + y, torch.matmul) of user models become modules, so they are quantized too.
+    modular = functional_to_modules(model)
+    plans = []
+    for i, cfg in enumerate(spec.quantization):
+        plan = plan_layers(modular.model, cfg)
+        problem = plan.problem()
+        if problem is not None:
+            where, why = problem
+            field = f"quantization.{i}" + (f".{where}" if where else "")
+            raise ConfigError(f"{field} ({cfg.label}): {why} of {spec.model.name}; a result for it would describe "
+                              f"a model that is not what its label says")
+        plans.append(plan)
+    return SimulationPlan(modular, plans)
+
+
+def simulate_one(index: int, cfg: QuantizationConfig, plan: ModelPlan, model: nn.Module, data: PreparedData,
+                 spec: ExperimentSpec, eval_idx: np.ndarray, calib_idx: np.ndarray, reference: Predictions,
+                 record: RunRecord, console: Console, functional_ops: dict) -> SimulationResult:
     label, folder = cfg.label, folder_name(index, cfg.label)
-    plan = plan_layers(model, cfg)
     qmodel = quantize_model(model, plan.layers)
     static = any(q.uses_static_range for _, w in quant_wrappers(qmodel) for q in w.activation_quantizers())
     calibrated = calibrate(qmodel, _batches(data, calib_idx[:cfg.calibration_samples], spec.eval.batch_size)) \
@@ -92,7 +120,7 @@ def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: Pr
     size = compression_stats(qmodel)
     coverage = {"quantized_layers": len(plan.layers), "float_layers": plan.skipped,
                 "unsupported_modules": plan.unsupported, "functional_ops": functional_ops,
-                "calibration_samples": calibrated,
+                "calibration_samples": calibrated, "calibration_samples_requested": cfg.calibration_samples,
                 "layers": {name: {role: (s.describe() if s is not None else None)
                                   for role, s in (("weights", p.weights), ("inputs", p.inputs),
                                                   ("outputs", p.outputs), ("norm", p.norm))}
@@ -107,17 +135,18 @@ def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: Pr
     return SimulationResult(label, folder, metrics, paired, compliance, size, coverage)
 
 
-def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData, eval_idx: np.ndarray,
-                    calib_idx: np.ndarray, reference: Predictions, reference_metrics: dict, record: RunRecord,
-                    console: Console) -> list[SimulationResult]:
-    # Functional operations (x + y, torch.matmul) of user models become modules, so they are quantized too.
-    modular = functional_to_modules(model)
+def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData,
+                    eval_idx: np.ndarray, calib_idx: np.ndarray, reference: Predictions, reference_metrics: dict,
+                    record: RunRecord, console: Console) -> list[SimulationResult]:
+    planned = plan_simulations(spec, model)
+    modular = planned.modular
     if modular.converted:
         console.print(f"functional operations given modules for quantization: {dict(modular.converted)}")
     elif modular.skipped and ModelRef.parse(spec.model.name).kind != "zoo":  # zoo models use op modules already
         console.print(f"[yellow]note:[/] {modular.skipped}; operations written as functions stay in float")
-    results = [simulate_one(i, cfg, modular.model, data, spec, eval_idx, calib_idx, reference, record, console,
-                            modular.to_dict()) for i, cfg in enumerate(spec.quantization, start=1)]
+    results = [simulate_one(i, cfg, plan, modular.model, data, spec, eval_idx, calib_idx, reference, record, console,
+                            modular.to_dict())
+               for i, (cfg, plan) in enumerate(zip(spec.quantization, planned.plans, strict=True), start=1)]
     fp32 = {k: reference_metrics.get(k) for k in SUMMARY_KEYS}
     fp32["model_bytes"] = compression_stats(model)["model_bytes"]
     record.write_json("quantization/summary.json", {"fp32": fp32, "formats": [r.row() for r in results]})

@@ -6,24 +6,53 @@ YAML file is an error, never a silently ignored setting. `quantlens schema` prin
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
 from quantlens.backends import BACKENDS
-from quantlens.errors import ConfigError
+from quantlens.data.registry import DATASETS, parse_spec
+from quantlens.errors import ConfigError, QuantlensError
+from quantlens.experiments.config_file import read_config_file
+from quantlens.models.build import ModelRef
 from quantlens.recipes import Block, QuantizationConfig, TrainConfig
+from quantlens.recipes.base import block_class
 from quantlens.recipes.benchmark import BenchmarkConfig
 
 SPEC_VERSION = 1
+# Run names become folder names (`<time>-<name>-<id>.partial`): one path component, well under
+# the 255-byte limit of file names, never starting with a dot.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME_LENGTH = 100
+MAX_IMAGE_SIDE = 4096
+
+
+def _non_empty(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("an empty path; give a path or leave the key out")
+    return value
+
+
+OptionalPath = Annotated[str | None, AfterValidator(_non_empty)]
+
+
+def check_run_name(value: str) -> str:
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"a run name holds at most {MAX_NAME_LENGTH} characters, got {len(value)}")
+    if not NAME_PATTERN.fullmatch(value):
+        raise ValueError(f"{value!r} is not a run name: it names the run folder, so it may hold only letters, "
+                         f"digits, '_', '.' and '-', and starts with a letter or digit")
+    return value
 
 
 class DataConfig(Block):
     source: str = Field("digits", description="'digits', 'medmnist:<file.npz>', 'imagefolder:<root>' or 'idx:<dir>'")
-    image_size: int | None = Field(None, gt=0, description="square input side; default: the data's own size "
-                                                           "when uniform, else the model's preferred size")
+    image_size: int | None = Field(None, gt=0, le=MAX_IMAGE_SIDE,
+                                   description="square input side; default: the data's own size when uniform, else "
+                                               "the model's preferred size")
     channels: Literal[1, 3] | None = Field(None, description="input channels; default: the data's, or what a "
                                                              "fixed-input model needs")
     mean: tuple[float, ...] | None = Field(None, description="per-channel mean on [0,1] pixels; default: per dataset")
@@ -32,6 +61,23 @@ class DataConfig(Block):
     val_fraction: float = Field(0.15, ge=0.0, lt=0.9)
     test_fraction: float = Field(0.15, ge=0.0, lt=0.9)
     split_seed: int = 0
+
+    @field_validator("source")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        try:
+            kind, _ = parse_spec(value)
+            DATASETS.get(kind)
+        except QuantlensError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> DataConfig:
+        if self.val_fraction + self.test_fraction >= 0.95:
+            raise ValueError(f"data.val_fraction + data.test_fraction is {self.val_fraction + self.test_fraction:g}; "
+                             f"together they must leave at least 5% of the samples for training")
+        return self
 
     @model_validator(mode="after")
     def _stats_pair(self) -> DataConfig:
@@ -45,9 +91,19 @@ class DataConfig(Block):
 class ModelConfig(Block):
     name: str = Field("compact_cnn", description="zoo name, 'python:<module>:<callable>', 'timm:<name>' or "
                                                  "'torchvision:<name>'")
-    weights: str | None = Field(None, description="checkpoint (state_dict, {'state_dict':...}, Lightning .ckpt, "
+    weights: OptionalPath = Field(None, description="checkpoint (state_dict, {'state_dict':...}, Lightning .ckpt, "
                                                   "safetensors); loaded with weights_only=True")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments of the model factory")
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        try:
+            ModelRef.parse(value)
+        except QuantlensError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
 
 
 class EvalConfig(Block):
@@ -69,13 +125,18 @@ class AnalysisConfig(Block):
 
 
 class OutputConfig(Block):
-    root: str | None = Field(None, description="run root; default $EXPERIMENT_ROOT, else ./runs")
+    root: OptionalPath = Field(None, description="run root; default $EXPERIMENT_ROOT, else ./runs")
     name: str | None = Field(None, description="run folder name prefix; default: the experiment name")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_run_name(value)
 
 
 class ExperimentSpec(Block):
     version: Literal[1] = Field(SPEC_VERSION, description="schema version of this file")
-    name: str = Field("experiment", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("experiment", description="names the run folder unless output.name is given")
     seed: int = 0
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -101,12 +162,18 @@ class ExperimentSpec(Block):
     @field_validator("quantization", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, dict) else value
+        return (value,) if isinstance(value, dict) else value
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        return check_run_name(value)
 
     @model_validator(mode="after")
     def _simulation_needs_evaluation(self) -> ExperimentSpec:
         if self.quantization and not self.eval.enabled:
-            raise ValueError("quantization entries are evaluated against FP32: eval.enabled must be true")
+            raise ValueError("eval.enabled: must be true when quantization entries are given (each is evaluated "
+                             "against FP32)")
         return self
 
     @model_validator(mode="after")
@@ -114,7 +181,7 @@ class ExperimentSpec(Block):
         labels = [q.label for q in self.quantization]
         duplicates = sorted({lab for lab in labels if labels.count(lab) > 1})
         if duplicates:
-            raise ValueError(f"quantization entries must differ (give each a name): {', '.join(duplicates)} repeats")
+            raise ValueError(f"quantization: entries must differ (give each a name): {', '.join(duplicates)} repeats")
         return self
 
     def to_dict(self) -> dict:
@@ -124,17 +191,6 @@ class ExperimentSpec(Block):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    """The config block class behind a field annotation (unwrapping tuple[Block, ...] and unions)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def _block_fields(loc: tuple) -> list[str]:
     """The known keys of the block where an unknown key was found."""
     model: type[BaseModel] | None = ExperimentSpec
@@ -142,7 +198,7 @@ def _block_fields(loc: tuple) -> list[str]:
         if isinstance(part, int):  # an index into a list of blocks
             continue
         field = model.model_fields.get(str(part)) if model else None
-        model = _model_of(field.annotation) if field else None
+        model = block_class(field.annotation) if field else None
         if model is None:
             return []
     return list(model.model_fields)
@@ -152,17 +208,35 @@ def describe_validation_error(exc: ValidationError, origin: str) -> str:
     """The first problem of a pydantic error as one line naming the field."""
     first = exc.errors()[0]
     loc = tuple(first["loc"])
-    where = ".".join(str(p) for p in loc) or "(top level)"
+    where = ".".join(str(p) for p in loc)
     more = f" (+{exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
     if first["type"] == "extra_forbidden":
         known = _block_fields(loc)
         return f"{origin}: unknown key '{where}'" + (f" (known: {', '.join(known)})" if known else "") + more
-    return f"{origin}: {where}: {str(first['msg']).removeprefix('Value error, ')}" + more
+    message = str(first["msg"]).removeprefix("Value error, ")
+    # pydantic names Python types; a config file has lists and mappings
+    message = re.sub(r"a valid dictionary or instance of \w+", "a mapping of keys", message)
+    message = message.replace("a valid tuple", "a list").replace("a valid dictionary", "a mapping")
+    if first["type"] not in ("value_error", "missing") and "input" in first:
+        message += f" (got {_shown(first['input'])})"
+    return f"{origin}: {where}: {message}" + more if where else f"{origin}: {message}" + more
 
 
-def spec_from_dict(values: dict, origin: str = "config") -> ExperimentSpec:
+def _shown(value: Any) -> str:
+    """A short description of an offending value: its repr (cut) and, when it may surprise, its type."""
+    text = repr(list(value) if isinstance(value, tuple) else value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    kind = {bool: "a boolean", str: "a string", float: "a float", int: "an integer"}.get(type(value))
+    if kind is None:
+        kind = {list: "a list", tuple: "a list", dict: "a mapping", type(None): "null"}.get(type(value), "")
+    return f"{text}, {kind}" if kind and kind != "null" else text
+
+
+def spec_from_dict(values: Any, origin: str = "config") -> ExperimentSpec:
     if not isinstance(values, dict):
-        raise ConfigError(f"{origin}: the top level must be a mapping of blocks (data, model, train, ...)")
+        shown = "nothing" if values is None or values == "" else _shown(values)
+        raise ConfigError(f"{origin}: the top level must be a mapping of blocks (data, model, train, ...), "
+                          f"not {shown}")
     try:
         return ExperimentSpec.model_validate(values)
     except ValidationError as exc:
@@ -170,13 +244,4 @@ def spec_from_dict(values: dict, origin: str = "config") -> ExperimentSpec:
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where} ({getattr(exc, 'problem', exc)})") from None
-    return spec_from_dict(values or {}, str(path))
+    return spec_from_dict(read_config_file(path), str(Path(path).expanduser()))

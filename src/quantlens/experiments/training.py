@@ -10,7 +10,9 @@ from rich.console import Console
 
 from quantlens.data import PreparedData, Split, kfold_splits
 from quantlens.data.source import ImageSource
+from quantlens.data.splits import check_disjoint
 from quantlens.data.transforms import Augmentation
+from quantlens.errors import ConfigError
 from quantlens.experiments.record import RunRecord
 from quantlens.experiments.sampling import split_settings
 from quantlens.experiments.setup import Setup, prepare_model
@@ -41,11 +43,22 @@ def train_with_checkpoint(spec: ExperimentSpec, data: PreparedData, setup: Setup
     return result.summary()
 
 
+def check_folds(spec: ExperimentSpec, split: Split) -> None:
+    """ConfigError naming train.folds when the non-test samples cannot make that many folds."""
+    pool = len(split.train) + len(split.val)
+    if spec.train.folds > pool:
+        raise ConfigError(f"train.folds: {spec.train.folds} folds need at least as many samples; the data leaves "
+                          f"{pool} outside the test split")
+
+
 def cross_validate(spec: ExperimentSpec, source: ImageSource, data: PreparedData, split: Split, root: Path,
                    record: RunRecord, console: Console) -> dict:
     """Train one model per fold on the non-test pool; report each fold and the mean +- std."""
     pool = np.sort(np.concatenate([split.train, split.val]))
     folds = kfold_splits(source, pool, folds=spec.train.folds, seed=spec.data.split_seed, store_dir=root)
+    for k, (train_idx, val_idx) in enumerate(folds):  # the held-out test samples never train or select a model
+        check_disjoint({f"fold {k} train": train_idx, f"fold {k} val": val_idx, "test": split.test},
+                       "cross-validation")
     augmentation = Augmentation.from_names(spec.data.augment, data.preprocessing.size[0])
     per_fold = []
     for k, (train_idx, val_idx) in enumerate(folds):

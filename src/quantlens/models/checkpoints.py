@@ -5,6 +5,10 @@ strings and containers only), safetensors files hold tensors by construction. Ac
 a plain state_dict; `{'state_dict': ...}` (this includes Lightning `.ckpt` files) or
 `{'model_state_dict' | 'model': ...}`; with `module.` (DataParallel), `model.` (Lightning) and
 `_orig_mod.` (torch.compile) prefixes stripped when every key carries them.
+
+Tensors are checked before anything reads their values: sparse, meta, nested and quantized tensors
+are refused (torch.load does not validate sparse indices by default, and a meta tensor has no data),
+and each tensor's dtype must suit the model's tensor it is copied into.
 """
 
 from __future__ import annotations
@@ -17,16 +21,24 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from quantlens.archives import check_archive_sizes, starts_like_zip
 from quantlens.atomic import atomic_path
 from quantlens.errors import CheckpointError, describe
 
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 _PREFIXES = ("module.", "model.", "_orig_mod.")
 _SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+# Dtypes that load_state_dict casts into float weights. Packed float4 (float4_e2m1fn_x2) cannot be
+# cast, and e8m0 holds only powers of two (block scales, not weights).
+_FLOAT_SOURCES = (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.float8_e4m3fn,
+                  torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz)
+_ISFINITE_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)  # others: cast first
 
 
 def _read_torch(path: Path) -> object:
     try:
+        if starts_like_zip(path):  # torch.save's format since 1.6, else a legacy pickle
+            check_archive_sizes(path, what="checkpoint", error=CheckpointError)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
@@ -79,7 +91,54 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not _is_tensor_dict(obj):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state_dict of tensors")
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    odd = [f"{k} ({why})" for k, t in tensors.items() if (why := _storage_problem(t))]
+    if odd:
+        raise CheckpointError(f"checkpoint {path} holds tensors that are not dense tensors with data: {_first(odd, 3)}")
     return _strip_prefixes(tensors)
+
+
+def _storage_problem(t: torch.Tensor) -> str | None:
+    """Why `t` is not a plain dense tensor in memory; asks only metadata, never values."""
+    if t.is_nested:
+        return "nested"
+    if t.layout != torch.strided:
+        return str(t.layout).removeprefix("torch.")  # sparse_coo, sparse_csr, ...
+    if t.is_meta:
+        return "meta: a shape without data"
+    if t.is_quantized:
+        return f"quantized {_name(t.dtype)}"
+    return None
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _whole_numbers_in(t: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Every value of float `t` is a whole number that integer `dtype` holds."""
+    info, v = torch.iinfo(dtype), t.double()
+    return t.numel() == 0 or bool(torch.isfinite(v).all() and (v == v.round()).all()
+                                  and v.min() >= info.min and v.max() <= info.max)
+
+
+def _dtype_problem(t: torch.Tensor, want: torch.Tensor) -> str | None:
+    """Why checkpoint tensor `t` cannot be copied into the model's tensor `want`."""
+    got = t.dtype
+    if want.is_floating_point():
+        ok = got in _FLOAT_SOURCES
+    elif want.dtype == torch.bool or want.is_complex():
+        ok = got == want.dtype
+    else:  # an integer buffer, e.g. BatchNorm's num_batches_tracked (int64)
+        is_int = not (got.is_floating_point or got.is_complex or got == torch.bool)
+        # a blanket `.half()` over a state_dict turns counters into floats: whole numbers are fine
+        ok = is_int or (got in _FLOAT_SOURCES and _whole_numbers_in(t, want.dtype))
+        if not ok and got in _FLOAT_SOURCES:
+            return f"{_name(got)} with fractional, non-finite or out-of-range values vs model {_name(want.dtype)}"
+    return None if ok else f"{_name(got)} vs model {_name(want.dtype)}"
+
+
+def _count_non_finite(t: torch.Tensor) -> int:
+    return int((~torch.isfinite(t if t.dtype in _ISFINITE_DTYPES else t.float())).sum())
 
 
 def _first(items: list[str], n: int = 5) -> str:
@@ -93,9 +152,12 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     # BatchNorm's step counter is not needed for inference and is absent from many older files.
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
+    mistyped = [f"{k} {why}" for k, v in expected.items() if k in state and (why := _dtype_problem(state[k], v))]
     misshaped = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
     problems = []
+    if mistyped:
+        problems.append(f"wrong dtype: {_first(mistyped, 3)}")
     if misshaped:
         problems.append(f"shape mismatch: {_first(misshaped, 3)}")
     if missing:
@@ -106,7 +168,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         raise CheckpointError(f"checkpoint {path} does not fit the model: " + "; ".join(problems))
     # NaN/Inf weights would only surface later as NaN outputs, far from the tensor that holds them
     non_finite = [f"{k} ({n} of {t.numel()})" for k, t in state.items()
-                  if t.is_floating_point() and (n := int((~torch.isfinite(t)).sum()))]
+                  if t.is_floating_point() and (n := _count_non_finite(t))]
     if non_finite:
         raise CheckpointError(f"checkpoint {path} holds non-finite values (NaN/Inf) in: {_first(non_finite)}")
     model.load_state_dict(state, strict=False)

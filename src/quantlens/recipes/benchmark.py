@@ -134,22 +134,22 @@ def parse_name_list(text: str, option: str = "--backends") -> tuple[str, ...]:
     return names
 
 
+def _positive_int(part: str, option: str, what: str) -> int:
+    try:
+        value = int(part)
+    except ValueError:
+        raise ConfigError(f"{option}: {part!r} is not an integer") from None
+    if value < 1:
+        raise ConfigError(f"{option}: {what} {value} is not allowed (each must be >= 1)")
+    return value
+
+
 def parse_batch_sizes(text: str, option: str = "--batch-sizes") -> tuple[int, ...]:
     """"1,8,64" -> (1, 8, 64); a ConfigError naming the option for anything that is not a positive integer."""
-    sizes = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            size = int(part)
-        except ValueError:
-            raise ConfigError(f"{option}: {part!r} is not an integer") from None
-        if size < 1:
-            raise ConfigError(f"{option}: batch size {size} is not allowed (each must be >= 1)")
-        sizes.append(size)
+    sizes = tuple(_positive_int(part, option, "batch size") for part in (p.strip() for p in text.split(",")) if part)
     if not sizes:
         raise ConfigError(f"{option} needs at least one batch size")
-    return tuple(sizes)
+    return sizes
 
 
 def parse_profile_pairs(text: str, option: str = "--profile") -> tuple[tuple[str, str], ...]:
@@ -161,3 +161,8 @@ def parse_profile_pairs(text: str, option: str = "--profile") -> tuple[tuple[str
             raise ConfigError(f"{option}: {part!r} is not a pair 'baseline:candidate'")
         pairs.append((baseline.strip(), candidate.strip()))
     return tuple(pairs)
+
+
+def parse_threads(text: str, option: str = "--threads") -> int | str:
+    """"auto" or a positive integer; a ConfigError naming the option otherwise."""
+    return "auto" if text.strip() == "auto" else _positive_int(text.strip(), option, "a thread count of")

@@ -26,6 +26,20 @@ class ModelPlan:
     layers: dict[str, LayerPlan] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # layer -> reason
     unsupported: list[str] = field(default_factory=list)  # leaf modules with parameters and no quantized form
+    # selection keys whose pattern matched no candidate layer, e.g. "include.0", "overrides.1"
+    unmatched: dict[str, str] = field(default_factory=dict)  # config field -> what it asked for
+    candidates: int = 0  # layers of a quantizable type
+
+    def problem(self) -> tuple[str, str] | None:
+        """(config field, why) when the selection is surely a mistake: a pattern matching no layer, or
+        no layer quantized at all (a result labelled with a format would describe a float model)."""
+        if self.unmatched:
+            where, what = next(iter(self.unmatched.items()))
+            return where, f"{what} matches none of the {self.candidates} quantizable layers"
+        if not self.layers:
+            reasons = sorted(set(self.skipped.values()))
+            return "", f"quantizes no layer ({'; '.join(reasons[:3]) or 'no quantizable layer in the model'})"
+        return None
 
 
 def _matches(name: str, module: nn.Module, kind: LayerKind, match: str | None, type_name: str | None) -> bool:
@@ -73,6 +87,8 @@ def plan_layers(model: nn.Module, cfg: QuantizationConfig) -> ModelPlan:
                 plan.unsupported.append(f"{name} ({type(module).__name__})")
             continue
         candidates.append((name, module, kind))
+    plan.candidates = len(candidates)
+    _find_unmatched(plan, candidates, cfg)
     weighted = [name for name, _, kind in candidates if kind.weight_params]
     first, last = (weighted[0], weighted[-1]) if weighted else (None, None)
     for name, module, kind in candidates:
@@ -93,3 +109,14 @@ def plan_layers(model: nn.Module, cfg: QuantizationConfig) -> ModelPlan:
             else:
                 plan.skipped[name] = "nothing to quantize with these settings"
     return plan
+
+
+def _find_unmatched(plan: ModelPlan, candidates: list[tuple[str, nn.Module, LayerKind]],
+                    cfg: QuantizationConfig) -> None:
+    for key, globs in (("include", cfg.include), ("exclude", cfg.exclude)):
+        for i, glob in enumerate(globs):
+            if not any(fnmatch.fnmatchcase(name, glob) for name, _, _ in candidates):
+                plan.unmatched[f"{key}.{i}"] = f"{key} pattern {glob!r}"
+    for i, override in enumerate(cfg.overrides):
+        if not any(_matches(name, module, kind, override.match, override.type) for name, module, kind in candidates):
+            plan.unmatched[f"overrides.{i}"] = (f"override (match={override.match!r}, type={override.type!r})")

@@ -107,8 +107,11 @@ class QuantizationConfig(Block):
         default = values.get("format", "int8")
         values = {**{f"{role}_format": default for role in ROLES}, **values}
         for role in ("weight", "input", "act"):
+            name = values[f"{role}_format"]
+            if not isinstance(name, str):
+                continue  # a type error, reported by the field's own validation
             try:
-                fmt = get_format(values[f"{role}_format"])
+                fmt = get_format(name)
             except QuantlensError:
                 continue  # reported by the field validator, with the field's name
             if isinstance(fmt, BlockFormat):

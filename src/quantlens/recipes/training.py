@@ -32,6 +32,6 @@ class TrainConfig(Block):
     def _optimizer_defaults(cls, values: Any) -> Any:
         if isinstance(values, dict):
             optimizer = values.get("optimizer", "adamw")
-            if optimizer in _DEFAULT_LR:
+            if isinstance(optimizer, str) and optimizer in _DEFAULT_LR:
                 values = {"lr": _DEFAULT_LR[optimizer], "weight_decay": _DEFAULT_WD[optimizer], **values}
         return values

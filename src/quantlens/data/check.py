@@ -1,0 +1,77 @@
+"""`check_data_spec`: is a data spec loadable? Answered without decoding an image or writing a file
+(for a `--check` dry run).
+
+Each kind's check calls the rules its loader uses (`imagefolder.scan`, `medmnist.inspect_npz`,
+`idx.check_files`, `synthetic`'s option parser) on what is cheap to read: file names, array and IDX
+headers, label arrays. A registered kind without such a check (digits, which is in memory) is
+loaded, which is its check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from quantlens.data import idx, imagefolder, medmnist, synthetic
+from quantlens.data.paths import existing_path
+from quantlens.data.registry import DATASETS, load_source, parse_spec
+from quantlens.data.source import check_class_count
+from quantlens.errors import DataError
+
+
+def _splits(counts: dict[str, int]) -> str:
+    """' (train 6, test 4)', or '' without official splits."""
+    parts = [f"{split} {n}" for split, n in counts.items() if split]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _imagefolder(argument: str | None) -> str:
+    root = existing_path(argument, "imagefolder", want_dir=True)
+    found = imagefolder.scan(root)
+    counts = {split: sum(map(len, classes.values())) for split, classes in found.files.items()}
+    return (f"imagefolder:{root}: {len(found.class_names)} classes, {found.n_files} image files"
+            f"{_splits(counts)}")
+
+
+def _medmnist(argument: str | None) -> str:
+    path = existing_path(argument, "medmnist", want_dir=False)
+    summary = medmnist.inspect_npz(path)
+    counts = {split: len(labels) for split, labels in summary.labels.items()}
+    h, w, c = summary.sample_shape
+    return (f"medmnist:{path}: {len(summary.class_names)} classes, {sum(counts.values())} images of "
+            f"{h}x{w}x{c}{_splits(counts)}")
+
+
+def _idx(argument: str | None) -> str:
+    folder = idx.idx_folder(argument)
+    files = idx.find_files(folder)
+    shapes = {split: idx.read_idx_shape(images) for split, (images, _) in files.items()}
+    labels = {split: idx.read_idx(labels) for split, (_, labels) in files.items()}  # one byte a sample
+    summary = idx.check_files(folder, files, shapes, labels)
+    counts = {split: len(a) for split, a in summary.labels.items()}
+    h, w = summary.image_size
+    return (f"idx:{folder}: {len(summary.class_names)} classes, {sum(counts.values())} images of "
+            f"{h}x{w}{_splits(counts)}")
+
+
+def _synthetic(argument: str | None) -> str:
+    o = synthetic.parse_options(argument)  # the loader's own parser and its rules
+    check_class_count(o["classes"], "synthetic")
+    return (f"synthetic:{argument or ''}: {o['classes']} classes, {o['count']} images of "
+            f"{o['size']}x{o['size']}x{o['channels']}")
+
+
+_CHECKS: dict[str, Callable[[str | None], str]] = {
+    "imagefolder": _imagefolder, "medmnist": _medmnist, "idx": _idx, "synthetic": _synthetic}
+
+
+def check_data_spec(spec: str) -> str:
+    """A one-line summary, e.g. 'imagefolder:/x: 10 classes, 10000 image files', or a DataError
+    naming the file or folder at fault."""
+    kind, argument = parse_spec(spec)
+    if kind not in DATASETS:
+        raise DataError(DATASETS.unknown_message(kind))
+    check = _CHECKS.get(kind)
+    if check is not None:
+        return check(argument)
+    source = load_source(spec)
+    return f"{source.spec}: {source.num_classes} classes, {len(source)} images"
