@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -49,11 +50,14 @@ def _run(spec, check: bool = False) -> None:
     if check:
         _check(spec)
         return
+    from quantlens import events
     from quantlens.experiments.runner import run_experiment
+    from quantlens.progress_view import ProgressView
     from quantlens.report.bench_tables import print_benchmark
     from quantlens.report.tables import cross_validation_table, metrics_table, simulation_table
 
-    outcome = run_experiment(spec, console=err, reporters=[_write_reports])
+    with ProgressView(err) as view, events.listening(view):
+        outcome = run_experiment(spec, reporters=[_write_reports])
     if "cross_validation" in outcome.extras:
         out.print(cross_validation_table(outcome.extras["cross_validation"]))
     if outcome.metrics:
@@ -250,12 +254,21 @@ def list_formats(pattern: str = typer.Argument("*", help="glob")) -> None:
         out.print(f"{name:<12} {detail}", highlight=False)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Python warnings (from quantlens or a library it calls) as one line, without source lines."""
+    err.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True, style="yellow")
+
+
 def main() -> None:
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         app()
     except QuantlensError as exc:
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

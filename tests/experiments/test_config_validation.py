@@ -12,6 +12,7 @@ import json
 import pytest
 import yaml
 
+from quantlens import events
 from quantlens.errors import ConfigError
 from quantlens.experiments.config_file import parse_config_text, read_config_file
 from quantlens.experiments.runner import run_experiment
@@ -215,12 +216,8 @@ def test_patterns_that_select_nothing_refused_before_any_run_folder(tmp_path, en
 @pytest.mark.parametrize("asked", [10**9, 5000, 2**62])
 def test_capped_calibration_is_reported(tmp_path, asked):
     messages = []
-
-    class Console:
-        def print(self, text, **_):
-            messages.append(str(text))
-
-    outcome = run_experiment(_quantized(tmp_path, calibration_samples=asked), console=Console())
+    with events.listening(lambda event: messages.append(getattr(event, "text", ""))):
+        outcome = run_experiment(_quantized(tmp_path, calibration_samples=asked))
     data = json.loads((outcome.run_dir / "data.json").read_text())
     capped = data["capped"]["quantization.0.calibration_samples"]
     assert capped["requested"] == asked and capped["used"] == data["calibration"]["n"] < asked
@@ -239,7 +236,7 @@ def test_capped_calibration_is_reported(tmp_path, asked):
 def test_other_capped_sample_counts_are_reported(tmp_path, block, field):
     spec = spec_from_dict({"data": {"source": "digits"}, "model": TINY, "output": {"root": str(tmp_path)},
                            "quantization": [{"format": "int8", "calibration_samples": 64}], **block})
-    outcome = run_experiment(spec, console=type("Quiet", (), {"print": lambda self, *a, **k: None})())
+    outcome = run_experiment(spec)
     capped = json.loads((outcome.run_dir / "data.json").read_text())["capped"]
     assert capped[field]["used"] < capped[field]["requested"]
 

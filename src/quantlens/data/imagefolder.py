@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quantlens import events
 from quantlens.data.decode import IMAGE_EXTENSIONS, DecodeError, decode_image, oversize_warnings_as_errors
 from quantlens.data.paths import existing_path
 from quantlens.data.registry import DATASETS
@@ -88,8 +89,13 @@ def _decode_all(files: list[Path]) -> list[np.ndarray | str]:
             return str(exc)
 
     # Set in this thread around the whole pool: the warnings filter is shared by the workers.
-    with oversize_warnings_as_errors(), ThreadPoolExecutor(max_workers=4) as pool:  # Pillow releases the GIL
-        return list(pool.map(decode, files))
+    results = []
+    with oversize_warnings_as_errors(), ThreadPoolExecutor(max_workers=4) as pool, \
+            events.task("decoding images", total=len(files), unit="images") as progress:  # Pillow releases the GIL
+        for result in pool.map(decode, files):  # in order, collected here: events are emitted from this thread
+            results.append(result)
+            progress.advance()
+    return results
 
 
 @DATASETS.register("imagefolder")

@@ -32,8 +32,10 @@ class PreparedData:
 
     def batches(self, indices: np.ndarray, batch_size: int, *, shuffle: bool = False,
                 generator: torch.Generator | None = None,
-                augmentation: Augmentation | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yield (x (B, C, H, W) float32 normalised, y (B,) int64, idx (B,) int64)."""
+                augmentation: Augmentation | None = None,
+                device: torch.device | str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield (x (B, C, H, W) float32 normalised, y (B,) int64, idx (B,) int64); x and y on `device`
+        (the uint8 batch crosses to it, a quarter of the float32 bytes), idx on the CPU."""
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         if shuffle:
             idx = idx[torch.randperm(len(idx), generator=generator)]
@@ -42,4 +44,5 @@ class PreparedData:
             x = self.images[chunk]
             if augmentation is not None and augmentation.active:
                 x = augmentation(x, generator)
-            yield normalize(x, self.preprocessing.normalization), self.labels[chunk], chunk
+            x, y = x.to(device, non_blocking=True), self.labels[chunk].to(device, non_blocking=True)
+            yield normalize(x, self.preprocessing.normalization), y, chunk

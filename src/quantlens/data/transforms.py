@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from quantlens import events
 from quantlens.data.source import Normalization
 
 # ITU-R 601-2 luma weights (what Pillow's convert("L") uses).
@@ -62,21 +63,25 @@ def to_model_layout(images: np.ndarray | Sequence[np.ndarray], prep: Preprocessi
     at the model's channels and size."""
     n = len(images)
     out = torch.empty((n, prep.channels, *prep.size), dtype=torch.uint8)
-    if isinstance(images, np.ndarray):
-        for start in range(0, n, chunk):
-            block = torch.from_numpy(images[start:start + chunk]).permute(0, 3, 1, 2).float()
-            out[start:start + chunk] = _to_uint8(_resize(_convert_channels(block, prep.channels), prep.size))
-    else:
-        for i, image in enumerate(images):
-            x = torch.from_numpy(image).permute(2, 0, 1)[None].float()  # (1, C, H, W)
-            out[i] = _to_uint8(_resize(_convert_channels(x, prep.channels), prep.size))[0]
+    with events.task(f"preparing images at {prep.channels}x{prep.size[0]}x{prep.size[1]}", total=n,
+                     unit="images") as progress:
+        if isinstance(images, np.ndarray):
+            for start in range(0, n, chunk):
+                block = torch.from_numpy(images[start:start + chunk]).permute(0, 3, 1, 2).float()
+                out[start:start + chunk] = _to_uint8(_resize(_convert_channels(block, prep.channels), prep.size))
+                progress.advance(len(block))
+        else:
+            for i, image in enumerate(images):
+                x = torch.from_numpy(image).permute(2, 0, 1)[None].float()  # (1, C, H, W)
+                out[i] = _to_uint8(_resize(_convert_channels(x, prep.channels), prep.size))[0]
+                progress.advance()
     return out
 
 
 def normalize(x: torch.Tensor, normalization: Normalization) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 (B, C, H, W): scale to [0, 1], subtract mean, divide by std."""
-    mean = torch.tensor(normalization.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(normalization.std, dtype=torch.float32).view(1, -1, 1, 1)
+    mean = torch.tensor(normalization.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(normalization.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     return (x.float() / 255.0 - mean) / std
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from quantlens.backends import BACKENDS
 from quantlens.backends.base import Target, package_installed
 from quantlens.data.check import check_data_spec
+from quantlens.devices import resolve_device
 from quantlens.errors import ConfigError, QuantlensError, naming_field
 from quantlens.experiments.record import check_run_root
 from quantlens.experiments.spec import ExperimentSpec
@@ -98,6 +99,7 @@ def check_experiment(spec: ExperimentSpec) -> list[str]:
     """What a run of `spec` would use, one line each; ConfigError naming the field at the first problem."""
     lines = [f"config: {spec.name} (version {spec.version})"]
     lines.append(f"run root: {check_run_root(spec.output.root)}")
+    lines.append(f"device: {resolve_device(spec.device)}")
     try:
         lines.append(f"data: {check_data_spec(spec.data.source)}")
     except QuantlensError as exc:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
+from quantlens import events
 from quantlens.data import PreparedData, load_source
 from quantlens.errors import ConfigError, QuantlensError, naming_field
 from quantlens.experiments.bench_stage import run_benchmark_stage
@@ -44,13 +45,20 @@ class RunOutcome:
 Reporter = Callable[[RunRecord, RunOutcome], None]
 
 
-def run_experiment(spec: ExperimentSpec, console: Console | None = None,
-                   reporters: Sequence[Reporter] = ()) -> RunOutcome:
+class _NotesConsole:
+    """Stands in for a console where a stage still prints: each line becomes a note event."""
+
+    def print(self, text: object = "", *_: object, **__: object) -> None:
+        events.note(re.sub(r"\[/?[a-z ]*\]", "", str(text)))  # rich markup off: the listener styles notes
+
+
+def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> RunOutcome:
     """Run `spec`; `reporters` (tables, figures) write into the run folder before it is finalised.
+    Progress and notes are reported as `quantlens.events` (install a listener to see them).
 
     Everything that can be refused is refused before the run folder exists (run root, weights and
     their sidecar, data, model, memory, quantization patterns), so a user mistake leaves nothing behind."""
-    console = console or Console(stderr=True)
+    console = _NotesConsole()
     root = prepare_run_root(spec.output.root)
     check_weights(spec)
     torch.manual_seed(spec.seed)
@@ -73,8 +81,8 @@ def run_experiment(spec: ExperimentSpec, console: Console | None = None,
     with RunRecord(root, spec.output.name or spec.name) as record:
         record.write_environment({"seed": spec.seed, "split_seed": spec.data.split_seed})
         if source.skipped:
-            console.print(f"[yellow]warning:[/] {len(source.skipped)} file(s) of {source.spec} could not be "
-                          f"decoded and were skipped (listed in {record.run_id}/data.json)")
+            events.warn(f"{len(source.skipped)} file(s) of {source.spec} could not be decoded and were skipped "
+                        f"(listed in {record.run_id}/data.json)")
         resolved = spec.model_copy(update={"data": spec.data.model_copy(update={
             "image_size": setup.preprocessing.size[0], "channels": setup.preprocessing.channels,
             "mean": setup.preprocessing.normalization.mean, "std": setup.preprocessing.normalization.std})})
@@ -82,17 +90,17 @@ def run_experiment(spec: ExperimentSpec, console: Console | None = None,
         data = PreparedData.from_source(source, setup.preprocessing)
         extras: dict = {"model": setup.describe()}
         if spec.train.enabled and spec.train.folds >= 2:
-            extras["cross_validation"] = cross_validate(spec, source, data, split, root, record, console)
+            extras["cross_validation"] = cross_validate(spec, source, data, split, root, record)
         if spec.train.enabled:
-            extras["training"] = train_with_checkpoint(spec, data, setup, split, record, console)
+            extras["training"] = train_with_checkpoint(spec, data, setup, split, record)
         split_name, indices, reason = eval_indices(spec, source, split, trained_on)
         calib_idx, calib_origin = None, None
         if spec.quantization:
             calib_idx, indices, calib_origin = calibration_indices(spec, source, split, trained_on, indices)
         capped = capped_settings(spec, len(indices), None if calib_idx is None else len(calib_idx))
         for field, counts in capped.items():
-            console.print(f"[yellow]warning:[/] {field} asks for {counts['requested']} samples; {counts['used']} "
-                          f"exist and are used (data.json: capped)")
+            events.warn(f"{field} asks for {counts['requested']} samples; {counts['used']} exist and are used "
+                        f"(data.json: capped)")
         check_held_out(split_name, indices, split if spec.train.enabled else trained_on, calib_idx)
         record.write_json("data.json", {
             "spec": source.spec, "fingerprint": source.fingerprint(), "n_samples": len(source),

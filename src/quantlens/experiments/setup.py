@@ -13,6 +13,7 @@ from torch import nn
 
 from quantlens.data.source import ImageSource, Normalization
 from quantlens.data.transforms import Preprocessing
+from quantlens.devices import resolve_device
 from quantlens.errors import ConfigError, ModelError, QuantlensError, naming_field
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.models.build import ModelRef, build_model, input_channels
@@ -75,6 +76,7 @@ def prepare_model(spec: ExperimentSpec, source: ImageSource) -> Setup:
         stats = Normalization(sidecar.mean, sidecar.std)
     else:
         stats = source.normalization  # adapted to the model's channel count below
+    model.to(resolve_device(spec.device))
     return Setup(model, Preprocessing(channels, size, stats.for_channels(channels)), sidecar)
 
 

@@ -138,6 +138,9 @@ class ExperimentSpec(Block):
     version: Literal[1] = Field(SPEC_VERSION, description="schema version of this file")
     name: str = Field("experiment", description="names the run folder unless output.name is given")
     seed: int = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$",
+                        description="where training, evaluation, calibration and simulation run: auto (the GPU "
+                                    "when there is one), cpu, cuda or cuda:<index>; the benchmark has its own")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
 
 from quantlens.data import PreparedData, Split, kfold_splits
 from quantlens.data.source import ImageSource
@@ -26,13 +25,13 @@ CHECKPOINT = "checkpoints/best.safetensors"
 CV_METRICS = ("top1", "top5", "macro_f1", "auroc", "ece", "sensitivity", "specificity")
 
 
-def train_with_checkpoint(spec: ExperimentSpec, data: PreparedData, setup: Setup, split: Split, record: RunRecord,
-                          console: Console) -> dict:
+def train_with_checkpoint(spec: ExperimentSpec, data: PreparedData, setup: Setup, split: Split,
+                          record: RunRecord) -> dict:
     """Train `setup.model` in place (best validation epoch kept), save it with its sidecar."""
     augmentation = Augmentation.from_names(spec.data.augment, data.preprocessing.size[0])
     checkpoint = record.path(CHECKPOINT)
     result = train_model(setup.model, data, split.train, split.val, spec.train, seed=spec.seed,
-                         augmentation=augmentation, checkpoint=checkpoint, console=console)
+                         augmentation=augmentation, checkpoint=checkpoint)
     p = data.preprocessing
     CheckpointSidecar(model=spec.model.name, num_classes=data.source.num_classes, in_channels=p.channels,
                       image_size=p.size, mean=p.normalization.mean, std=p.normalization.std,
@@ -52,7 +51,7 @@ def check_folds(spec: ExperimentSpec, split: Split) -> None:
 
 
 def cross_validate(spec: ExperimentSpec, source: ImageSource, data: PreparedData, split: Split, root: Path,
-                   record: RunRecord, console: Console) -> dict:
+                   record: RunRecord) -> dict:
     """Train one model per fold on the non-test pool; report each fold and the mean +- std."""
     pool = np.sort(np.concatenate([split.train, split.val]))
     folds = kfold_splits(source, pool, folds=spec.train.folds, seed=spec.data.split_seed, store_dir=root)
@@ -66,7 +65,7 @@ def cross_validate(spec: ExperimentSpec, source: ImageSource, data: PreparedData
         setup = prepare_model(spec, source)
         result = train_model(setup.model, data, train_idx, val_idx, spec.train, seed=spec.seed + k,
                              augmentation=augmentation, checkpoint=record.path(f"folds/{k}/best.safetensors"),
-                             console=console, label=f"fold {k + 1}/{len(folds)}")
+                             label=f"fold {k + 1}/{len(folds)}")
         val = classification_metrics(predict(setup.model, data, val_idx, spec.eval.batch_size), source.class_names,
                                      positive_class=spec.eval.positive_class, ece_bins=spec.eval.ece_bins)
         per_fold.append({"fold": k, "n_train": len(train_idx), "n_val": len(val_idx), "train": result.summary(),

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
+from quantlens import events
+from quantlens.devices import module_device
 from quantlens.errors import ModelError
 from quantlens.nn import layers  # noqa: F401  (registers the quantizable layer types)
 from quantlens.nn.registry import kind_of
@@ -71,20 +73,24 @@ def quant_wrappers(model: nn.Module) -> Iterator[tuple[str, QuantWrapper]]:
 
 
 @torch.inference_mode()
-def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
-    """Run `batches` through the model in float, observing ranges; then fix the static scales.
+def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], total: int | None = None) -> int:
+    """Run `batches` through the model in float, on the model's device, observing ranges; then fix
+    the static scales. `total`: the number of samples, for progress.
 
     Returns the number of samples seen. The model is in eval mode during calibration."""
     quantizers = [q for _, w in quant_wrappers(model) for q in w.activation_quantizers()]
     was_training = model.training
     model.eval()
+    device = module_device(model)
     seen = 0
     try:
         for q in quantizers:
             q.start_calibration()
-        for x in batches:
-            model(x)
-            seen += len(x)
+        with events.task("calibrating", total=total, unit="images") as progress:
+            for x in batches:
+                model(x.to(device))
+                seen += len(x)
+                progress.advance(len(x))
     finally:
         for q in quantizers:
             q.calibrating = False

@@ -96,7 +96,7 @@ class ActivationQuantizer(nn.Module):
             axis = _channel_axis(x, self.axis) if self.spec.mode == "channel" else None
             self.observer = MinMaxObserver(axis)
         self.observer.update(x)
-        self._example = torch.zeros((1, *x.shape[1:]), dtype=torch.float32)  # one sample's shape
+        self._example = torch.zeros((1, *x.shape[1:]), dtype=torch.float32, device=x.device)  # one sample's shape
 
     def _params_for(self, x: torch.Tensor) -> QuantParams:
         if self.params is not None:  # calibrated, fixed scales

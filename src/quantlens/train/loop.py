@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
+from quantlens import events
 from quantlens.data.loader import PreparedData
 from quantlens.data.transforms import Augmentation
+from quantlens.devices import module_device
 from quantlens.metrics.classification import classification_metrics
 from quantlens.models.checkpoints import save_weights
 from quantlens.recipes import TrainConfig
@@ -51,16 +51,17 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _validate(model: nn.Module, data: PreparedData, indices: np.ndarray, batch_size: int) -> dict:
-    pred = predict(model, data, indices, batch_size)
+    pred = predict(model, data, indices, batch_size, description=None)  # each epoch: no bar of its own
     metrics = classification_metrics(pred, data.source.class_names)
     return {"val_loss": metrics["nll"], "val_top1": metrics["top1"], "val_auroc": metrics["auroc"]}
 
 
 def train_model(model: nn.Module, data: PreparedData, train_idx: np.ndarray, val_idx: np.ndarray,
                 cfg: TrainConfig, *, seed: int, augmentation: Augmentation | None = None,
-                checkpoint: Path | None = None, console: Console | None = None, label: str = "train") -> TrainResult:
-    """Train `model` in place; on return it holds the weights of the best validation epoch."""
-    console = console or Console(stderr=True)
+                checkpoint: Path | None = None, label: str = "train") -> TrainResult:
+    """Train `model` in place, on its device; on return it holds the weights of the best validation epoch.
+    Progress and each epoch's figures are reported as events."""
+    device = module_device(model)
     generator = torch.Generator().manual_seed(seed)
     optimizer = _optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
@@ -73,15 +74,12 @@ def train_model(model: nn.Module, data: PreparedData, train_idx: np.ndarray, val
     best_state = None
     epochs_since_best = 0
     start = time.perf_counter()
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[status]}"))
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(label, total=cfg.epochs * steps_per_epoch, status="")
+    with events.task(label, total=cfg.epochs * steps_per_epoch, unit="steps") as progress:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
             for x, y, _ in data.batches(train_idx, cfg.batch_size, shuffle=True, generator=generator,
-                                        augmentation=augmentation):
+                                        augmentation=augmentation, device=device):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
@@ -91,7 +89,7 @@ def train_model(model: nn.Module, data: PreparedData, train_idx: np.ndarray, val
                 loss_sum += loss.item() * len(y)
                 correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
-                progress.update(task, advance=1, status=f"epoch {epoch} loss {loss_sum / seen:.4f}")
+                progress.advance(1, status=f"epoch {epoch} loss {loss_sum / seen:.4f}")
             row = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / seen,
                    "train_top1": correct / seen}
             if len(val_idx):
@@ -111,10 +109,10 @@ def train_model(model: nn.Module, data: PreparedData, train_idx: np.ndarray, val
                 epochs_since_best += 1
             best.history.append(row)
             shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "lr") and v is not None)
-            console.print(f"{label} epoch {epoch:>3}/{cfg.epochs}  {shown}{'  *' if improved else ''}", highlight=False)
+            events.note(f"{label} epoch {epoch:>3}/{cfg.epochs}  {shown}{'  *' if improved else ''}")
             if epochs_since_best >= cfg.patience:
                 best.stopped_early = True
-                console.print(f"{label}: no improvement of {monitor} for {cfg.patience} epochs; stopping early")
+                events.note(f"{label}: no improvement of {monitor} for {cfg.patience} epochs; stopping early")
                 break
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -6,28 +6,38 @@ import numpy as np
 import torch
 from torch import nn
 
+from quantlens import events
 from quantlens.data.loader import PreparedData
+from quantlens.devices import module_device
 from quantlens.errors import ModelError
 from quantlens.metrics.classification import Predictions
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, data: PreparedData, indices: np.ndarray, batch_size: int = 256) -> Predictions:
-    """Softmax probabilities of `model` on `indices`; refuses non-finite outputs instead of scoring them."""
+def predict(model: nn.Module, data: PreparedData, indices: np.ndarray, batch_size: int = 256,
+            description: str | None = "evaluating") -> Predictions:
+    """Softmax probabilities of `model` on `indices`, computed on the model's device; refuses non-finite
+    outputs instead of scoring them. `description` names the progress task (None: no task)."""
     was_training = model.training
     model.eval()
+    device = module_device(model)
     probs, labels, seen = [], [], []
+    progress = events.Task(description, total=len(indices), unit="images") if description else None
     try:
-        for x, y, idx in data.batches(indices, batch_size):
+        for x, y, idx in data.batches(indices, batch_size, device=device):
             logits = model(x)
             if logits.ndim != 2 or logits.shape[1] != data.source.num_classes:
                 raise ModelError(f"model output has shape {tuple(logits.shape)}; expected (batch, "
                                  f"{data.source.num_classes}) for {data.source.num_classes} classes")
-            probs.append(torch.softmax(logits.float(), dim=1))
-            labels.append(y)
+            probs.append(torch.softmax(logits.float(), dim=1).cpu())
+            labels.append(y.cpu())
             seen.append(idx)
+            if progress:
+                progress.advance(len(idx))
     finally:
         model.train(was_training)
+        if progress:
+            progress.finish()
     p = torch.cat(probs).numpy() if probs else np.zeros((0, data.source.num_classes), np.float32)
     bad = int((~np.isfinite(p)).any(axis=1).sum())
     if bad:

@@ -1,0 +1,54 @@
+"""The CLI's view of library events: one rich progress bar per running task, notes printed above them.
+
+Library code never prints; it emits `quantlens.events` and this class, installed by the CLI with
+`events.listening(view)`, renders them on the error console (results go to standard output).
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from quantlens.events import Event, Note, TaskAdvanced, TaskFinished, TaskStarted
+
+
+class ProgressView:
+    """A `quantlens.events` sink; use as a context manager around the work."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+            TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"), console=console, transient=True)
+        self._tasks: dict[int, TaskID] = {}
+
+    def __enter__(self) -> ProgressView:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TaskStarted):
+            self._tasks[event.task] = self._progress.add_task(event.description, total=event.total,
+                                                              unit=event.unit, status="")
+        elif isinstance(event, TaskAdvanced) and event.task in self._tasks:
+            fields = {"status": event.status} if event.status else {}
+            self._progress.update(self._tasks[event.task], advance=event.advance, **fields)
+        elif isinstance(event, TaskFinished) and event.task in self._tasks:
+            self._progress.remove_task(self._tasks.pop(event.task))
+        elif isinstance(event, Note):
+            # Text, not markup: messages hold brackets and paths that must print as they are
+            line = Text.assemble(("warning: ", "yellow"), event.text) if event.level == "warning" else Text(event.text)
+            self._progress.console.print(line, highlight=False, soft_wrap=True)
