@@ -157,3 +157,17 @@ def test_static_range_simulation_runs_on_cuda(digits_data):
         qmodel = quantize_model(model, plan_layers(model, QuantizationConfig(format=fmt)).layers)
         calibrate(qmodel, (x for x, _, _ in digits_data.batches(np.arange(64), 32)))
         assert predict(qmodel, digits_data, np.arange(128)).probs.shape == (128, 10)
+
+
+def test_random_weights_are_said_loudly(tmp_path):
+    from quantlens.experiments.runner import run_experiment
+    from quantlens.experiments.spec import spec_from_dict
+
+    seen: list = []
+    spec = spec_from_dict({"model": {"name": "compact_cnn", "options": {"widths": [4, 8, 8]}},
+                           "output": {"root": str(tmp_path)}})
+    with events.listening(seen.append):
+        outcome = run_experiment(spec)
+    warnings = [e.text for e in seen if isinstance(e, Note) and e.level == "warning"]
+    assert any("RANDOM weights" in text for text in warnings)
+    assert outcome.extras["model"]["weights"] == "random (untrained)"

@@ -9,14 +9,30 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
 
 from quantlens.errors import QuantlensError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Which precision should this image classifier run in, and what does it cost?")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from quantlens import __version__
+
+        out.print(f"quantlens {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                          help="print the version and exit")) -> None:
+    """Which precision should this image classifier run in, and what does it cost?"""
 # Off a terminal rich assumes 80 columns and truncates table cells; results must stay readable in logs.
 out = Console(width=None if Console().is_terminal else 160)
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
@@ -89,6 +105,7 @@ def run(config: Path | None = typer.Argument(None, help="experiment YAML; none r
     _run(spec, check)
 
 
+Split = Literal["auto", "train", "val", "test", "all"]
 MODEL_HELP = "zoo name, python:<module>:<callable>, timm:<name>, torchvision:<name>"
 
 
@@ -96,7 +113,7 @@ MODEL_HELP = "zoo name, python:<module>:<callable>, timm:<name>, torchvision:<na
 def evaluate(model: str = typer.Option(..., help=MODEL_HELP),
              data: str = typer.Option(..., help="digits | medmnist:<npz> | imagefolder:<root> | idx:<dir>"),
              weights: str | None = typer.Option(None, help="checkpoint to evaluate"),
-             split: str = typer.Option("auto", help="auto | train | val | test | all"),
+             split: Split = typer.Option("auto", help="which samples to evaluate"),
              image_size: int | None = typer.Option(None, help="square input side"),
              batch_size: int = typer.Option(256),
              name: str = typer.Option("eval", help="run name"),
@@ -109,7 +126,7 @@ def evaluate(model: str = typer.Option(..., help=MODEL_HELP),
 
 @app.command()
 def train(model: str = typer.Option(...), data: str = typer.Option(...),
-          epochs: int = typer.Option(10), optimizer: str = typer.Option("adamw", help="sgd | adamw"),
+          epochs: int = typer.Option(10), optimizer: Literal["sgd", "adamw"] = typer.Option("adamw"),
           lr: float | None = typer.Option(None, help="default 0.05 for sgd, 2e-3 for adamw"),
           batch_size: int = typer.Option(128), patience: int = typer.Option(5),
           augment: str = typer.Option("", help="comma-separated: flip,crop"),
@@ -188,8 +205,10 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
           batch_sizes: str = typer.Option("1,8,64", help="comma-separated"),
           threads: str = typer.Option("auto", help="intra-op threads, or auto (all usable cores)"),
           image_size: int | None = typer.Option(None, help="square input side"),
-          num_classes: int = typer.Option(1000, help="classes of the synthetic data"),
-          in_channels: int = typer.Option(3, help="channels of the synthetic data"),
+          num_classes: int | None = typer.Option(None, help="classes of the synthetic data (default: the "
+                                                            "checkpoint's sidecar or classifier, else 1000)"),
+          in_channels: int | None = typer.Option(None, help="channels of the synthetic data (default: the "
+                                                            "sidecar's, else 3)"),
           rounds: int = typer.Option(10, help="interleaved rounds per batch size"),
           profile: str = typer.Option("", help="operator profiles, e.g. ort-fp32:ort-int8,torch-fp32:torch-int8"),
           stages: bool = typer.Option(True, "--stages/--no-stages", help="time the pipeline stage by stage"),
@@ -197,11 +216,14 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
           name: str = typer.Option("bench", help="run name"), out_root: str | None = OutOption,
           check: bool = CheckOption) -> None:
     """Latency and throughput of real backends, side by side, with confidence intervals."""
+    from quantlens.experiments.bench_input import bench_input
     from quantlens.recipes.benchmark import parse_batch_sizes, parse_name_list, parse_profile_pairs, parse_threads
 
     if data == "synthetic":
-        size = image_size or _preferred_size(model)
-        data = f"synthetic:classes={num_classes},channels={in_channels},size={size}"
+        shape = bench_input(model, weights or None, classes=num_classes, channels=in_channels, size=image_size)
+        err.print(f"synthetic data: {shape.classes} classes, {shape.channels}x{shape.size}x{shape.size} "
+                  f"(from {shape.origin})", highlight=False, markup=False)
+        data = shape.data_spec()
     block = {"backends": parse_name_list(backends), "batch_sizes": parse_batch_sizes(batch_sizes),
              "threads": parse_threads(threads), "rounds": rounds, "stages": stages,
              "profile": parse_profile_pairs(profile) if profile else ()}
@@ -209,12 +231,6 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
                 "model": {"name": model, "weights": weights},
                 "eval": {"enabled": evaluate and not data.startswith("synthetic")},
                 "benchmark": block, "output": {"root": out_root}}, "bench"), check)
-
-
-def _preferred_size(model: str) -> int:
-    from quantlens.models.build import ModelRef
-
-    return ModelRef.parse(model).preferred_input_size
 
 
 @app.command()

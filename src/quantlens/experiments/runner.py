@@ -70,6 +70,9 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
         raise ConfigError(f"eval.positive_class is {spec.eval.positive_class}, but {source.spec} has two classes "
                           f"(0: {source.class_names[0]}, 1: {source.class_names[1]})")
     setup = prepare_model(spec, source)
+    if setup.random_weights(spec) and spec.eval.enabled:
+        events.warn(f"{spec.model.name} has RANDOM weights (no model.weights / --weights, no training): its "
+                    f"accuracy is that of an untrained network and says nothing about the model")
     check_memory(spec, source, setup.preprocessing)
     if spec.quantization:
         plan_simulations(spec, setup.model)
@@ -88,7 +91,8 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
             "mean": setup.preprocessing.normalization.mean, "std": setup.preprocessing.normalization.std})})
         record.write_text("config.yaml", resolved.to_yaml())
         data = PreparedData.from_source(source, setup.preprocessing)
-        extras: dict = {"model": setup.describe()}
+        weights = "random (untrained)" if setup.random_weights(spec) else spec.model.weights or "trained in this run"
+        extras: dict = {"model": {**setup.describe(), "weights": weights}}
         if spec.train.enabled and spec.train.folds >= 2:
             extras["cross_validation"] = cross_validate(spec, source, data, split, root, record)
         if spec.train.enabled:

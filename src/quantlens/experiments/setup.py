@@ -27,6 +27,10 @@ class Setup:
     preprocessing: Preprocessing
     sidecar: CheckpointSidecar | None
 
+    def random_weights(self, spec: ExperimentSpec) -> bool:
+        """A zoo model with no checkpoint and no training: its weights are the initialiser's."""
+        return not spec.model.weights and not spec.train.enabled and ModelRef.parse(spec.model.name).kind == "zoo"
+
     def describe(self) -> dict:
         p = self.preprocessing
         return {"channels": p.channels, "image_size": list(p.size), "mean": list(p.normalization.mean),

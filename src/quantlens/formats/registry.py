@@ -7,6 +7,8 @@ format takes either.
 
 from __future__ import annotations
 
+import re
+
 from quantlens.errors import ConfigError
 from quantlens.formats.types import BlockFormat, ElementFormat, FloatFormat, IntFormat, NumberFormat, Specials
 from quantlens.registry import Registry
@@ -28,9 +30,14 @@ def get_format(fmt: str | NumberFormat) -> NumberFormat:
     return FORMATS.get(fmt)
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key reading digit runs as numbers: int2 < int4 < int10 < int16 (not int10 < int16 < int2)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
 def format_names(pattern: str = "*") -> list[str]:
-    """Registered names matching a glob, sorted (e.g. "mx*", "int*", "fp8_*")."""
-    return FORMATS.names(pattern)
+    """Registered names matching a glob, in natural order (e.g. "mx*", "int*", "fp8_*")."""
+    return sorted(FORMATS.names(pattern), key=natural_key)
 
 
 def int_format(bits: int, signed: bool = True, narrow_range: bool = False, symmetric: bool | None = None,

@@ -1,0 +1,69 @@
+"""What synthetic benchmark data must look like for a checkpoint: classes, channels and input size.
+
+`quantlens bench --weights w` has no dataset to say how many classes the model has. The checkpoint's
+sidecar says it when quantlens trained it (as for `eval`); otherwise the class count is read from
+the checkpoint itself: the output rows of the model's last linear layer (or last convolution, for
+classifiers that end in one), under that layer's name in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from quantlens.errors import ConfigError
+from quantlens.models.build import ModelRef, build_model
+from quantlens.models.checkpoints import read_state_dict
+from quantlens.models.sidecar import CheckpointSidecar
+
+DEFAULT_CLASSES = 1000  # ImageNet's, for a model without weights: speed does not depend on it
+DEFAULT_CHANNELS = 3
+
+
+@dataclass(frozen=True)
+class BenchInput:
+    classes: int
+    channels: int
+    size: int
+    origin: str  # where the values came from, for the user
+
+    def data_spec(self) -> str:
+        return f"synthetic:classes={self.classes},channels={self.channels},size={self.size}"
+
+
+def _classifier_key(model: nn.Module) -> str | None:
+    """The state_dict key of the last linear layer's weight (else the last convolution's)."""
+    linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    last = (linear or convs or [None])[-1]
+    return None if last is None else f"{last}.weight"
+
+
+def infer_num_classes(model_name: str, weights: str, channels: int, size: int) -> int | None:
+    """The class count a checkpoint was saved with (None when its classifier cannot be found)."""
+    placeholder = build_model(model_name, num_classes=2, in_channels=channels, image_size=size)
+    key = _classifier_key(placeholder)
+    state = read_state_dict(weights)
+    tensor = state.get(key) if key else None
+    return int(tensor.shape[0]) if tensor is not None and tensor.ndim >= 2 else None
+
+
+def bench_input(model_name: str, weights: str | None, *, classes: int | None, channels: int | None,
+                size: int | None) -> BenchInput:
+    """Given values win; then the sidecar; then, for classes, the checkpoint; then the defaults."""
+    ref = ModelRef.parse(model_name)
+    sidecar = CheckpointSidecar.find(weights)
+    if sidecar is not None:
+        origin = f"the checkpoint's sidecar {CheckpointSidecar.path_for(weights)}"
+        return BenchInput(classes or sidecar.num_classes, channels or sidecar.in_channels,
+                          size or sidecar.image_size[0], origin)
+    channels = channels or DEFAULT_CHANNELS
+    size = size or ref.preferred_input_size
+    if classes is not None or weights is None:
+        return BenchInput(classes or DEFAULT_CLASSES, channels, size, "the options and the model's defaults")
+    inferred = infer_num_classes(model_name, weights, channels, size)
+    if inferred is None:
+        raise ConfigError(f"--num-classes: cannot tell how many classes {weights} was saved with (no sidecar, "
+                          f"and no final linear layer found); give --num-classes")
+    return BenchInput(inferred, channels, size, f"the classifier of {weights}")
