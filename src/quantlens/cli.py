@@ -37,6 +37,7 @@ def _options(version: bool = typer.Option(False, "--version", "-V", callback=_pr
 out = Console(width=None if Console().is_terminal else 160)
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
+DeviceOption = typer.Option("auto", "--device", help="auto (the GPU when there is one) | cpu | cuda | cuda:<i>")
 OutOption = typer.Option(None, "--out", help="run root (default: $EXPERIMENT_ROOT, else ./runs)")
 CheckOption = typer.Option(False, "--check", help="validate the config, data, model, weights and backends without "
                                                   "running anything; write nothing; exit 0 (valid) or 2")
@@ -117,9 +118,9 @@ def evaluate(model: str = typer.Option(..., help=MODEL_HELP),
              image_size: int | None = typer.Option(None, help="square input side"),
              batch_size: int = typer.Option(256),
              name: str = typer.Option("eval", help="run name"),
-             out_root: str | None = OutOption, check: bool = CheckOption) -> None:
+             device: str = DeviceOption, out_root: str | None = OutOption, check: bool = CheckOption) -> None:
     """Evaluate a model (usually with --weights) and write a run record."""
-    _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
+    _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
                 "model": {"name": model, "weights": weights},
                 "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "eval"), check)
 
@@ -133,14 +134,15 @@ def train(model: str = typer.Option(...), data: str = typer.Option(...),
           folds: int = typer.Option(1, help=">= 2 runs k-fold cross-validation"),
           weights: str | None = typer.Option(None, help="initial weights (fine-tuning)"),
           image_size: int | None = typer.Option(None), seed: int = typer.Option(0),
-          name: str = typer.Option("train", help="run name"), out_root: str | None = OutOption,
+          name: str = typer.Option("train", help="run name"), device: str = DeviceOption,
+          out_root: str | None = OutOption,
           check: bool = CheckOption) -> None:
     """Train a model (FP32) with a validation split; keep the best checkpoint; evaluate on the test split."""
     train_block = {"enabled": True, "epochs": epochs, "optimizer": optimizer, "batch_size": batch_size,
                    "patience": patience, "folds": folds}
     if lr is not None:
         train_block["lr"] = lr
-    _run(_spec({"name": name, "seed": seed,
+    _run(_spec({"name": name, "seed": seed, "device": device,
                 "data": {"source": data, "image_size": image_size,
                          "augment": [a.strip() for a in augment.split(",") if a.strip()]},
                 "model": {"name": model, "weights": weights}, "train": train_block,

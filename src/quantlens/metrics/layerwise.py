@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from quantlens.devices import module_device
+
 
 @dataclass
 class _Accumulator:
@@ -81,10 +83,10 @@ def layerwise_errors(float_model: nn.Module, quant_model: nn.Module, layers: dic
     float_model.eval()
     quant_model.eval()
     try:
-        for x in batches:
+        for x in batches:  # each model on its own device
             captured.clear()
-            float_model(x)
-            quant_model(x)
+            float_model(x.to(module_device(float_model)))
+            quant_model(x.to(module_device(quant_model)))
     finally:
         for h in handles:
             h.remove()
