@@ -2,6 +2,10 @@
 
 Every block rejects unknown keys (naming the key and the block's known keys), so a typo in a
 YAML file is an error, never a silently ignored setting. `quantlens schema` prints the JSON Schema.
+
+Versions: the file's `version` is 1 (its blocks have not changed shape). Quantization entries carry
+their own `version` (2: one recipe per role); version-1 entries are read and migrated, and
+`migration_notes` says which, for the caller to show (the library prints nothing).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from quantlens.models.build import ModelRef
 from quantlens.recipes import Block, QuantizationConfig, TrainConfig
 from quantlens.recipes.base import block_class
 from quantlens.recipes.benchmark import BenchmarkConfig
+from quantlens.recipes.migration import migrate_quantization_entry
 
+# Unchanged by quantization entries' version 2: they carry their own version, and a version-1 file
+# (entries included) still reads.
 SPEC_VERSION = 1
 # Run names become folder names (`<time>-<name>-<id>.partial`): one path component, well under
 # the 255-byte limit of file names, never starting with a dot.
@@ -237,7 +244,7 @@ def _shown(value: Any) -> str:
 
 def spec_from_dict(values: Any, origin: str = "config") -> ExperimentSpec:
     if not isinstance(values, dict):
-        shown = "nothing" if values is None or values == "" else _shown(values)
+        shown = "an empty value" if values is None or values == "" else _shown(values)
         raise ConfigError(f"{origin}: the top level must be a mapping of blocks (data, model, train, ...), "
                           f"not {shown}")
     try:
@@ -248,3 +255,27 @@ def spec_from_dict(values: Any, origin: str = "config") -> ExperimentSpec:
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     return spec_from_dict(read_config_file(path), str(Path(path).expanduser()))
+
+
+def migration_notes(values: Any) -> list[str]:
+    """One line per quantization entry of `values` (an experiment as read from its file) that was
+    written in an older version and is migrated when read, e.g. 'quantization.0: version-1 entry read as
+    version 2 (weight_mode -> weights.mode); ...'. Entries that cannot be read are left to
+    `spec_from_dict`, which names the problem."""
+    entries = values.get("quantization") if isinstance(values, dict) else None
+    entries = [entries] if isinstance(entries, dict) else entries
+    notes: list[str] = []
+    for i, entry in enumerate(entries if isinstance(entries, (list, tuple)) else ()):
+        if isinstance(entry, dict):
+            try:
+                _, found = migrate_quantization_entry(entry)
+            except ValueError:
+                continue
+            notes += [f"quantization.{i}: {note}" for note in found]
+    return notes
+
+
+def load_spec_with_notes(path: str | Path) -> tuple[ExperimentSpec, list[str]]:
+    """`load_spec` and the file's `migration_notes`, for a caller that shows them."""
+    values = read_config_file(path)
+    return spec_from_dict(values, str(Path(path).expanduser())), migration_notes(values)
