@@ -80,8 +80,7 @@ def _run(spec, check: bool = False) -> None:
     if outcome.metrics:
         out.print(metrics_table(outcome, f"{spec.model.name} on {spec.data.source}"))
     if "quantization" in outcome.extras:
-        out.print(simulation_table(outcome, f"simulated formats vs FP32 on the same {outcome.metrics['n']} samples "
-                                            f"(paired; McNemar exact test)"))
+        out.print(simulation_table(outcome, f"simulated formats vs FP32 on the same {outcome.metrics['n']} samples"))
     if outcome.benchmark is not None:
         print_benchmark(outcome.benchmark, out)
     out.print(f"run record: {outcome.run_dir}")
@@ -153,46 +152,77 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+# The recipe vocabularies (quantlens.recipes.tensor), spelled here so `quantlens --help` needs no torch;
+# tests/recipes check that they match.
+Mode = Literal["none", "tensor", "channel", "block"]
+NormMode = Literal["none", "tensor", "channel"]
+Observer = Literal["max", "dynamic"]
+ScaleKind = Literal["fp32", "pow2"]
+Rounding = Literal["nearest_even", "stochastic"]
+InputOps = Literal["all", "matmul"]
+
+
+def _given(**options) -> dict:
+    """The options given on the command line (None: not given, the recipe's default applies)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 @app.command()
 def simulate(model: str = typer.Option(..., help=MODEL_HELP),
              data: str = typer.Option(..., help="digits | medmnist:<npz> | imagefolder:<root> | idx:<dir>"),
              weights: str | None = typer.Option(None, help="checkpoint to quantize"),
-             format: str = typer.Option("int8", help="format(s), comma-separated: one simulation each"),
+             format: str = typer.Option("int8", help="format(s), comma-separated: one simulation each; the "
+                                                     "default of every role"),
              weight_format: str | None = typer.Option(None, help="default: --format"),
-             weight_mode: str = typer.Option("channel", help="none | tensor | channel | block"),
-             weight_chunk_size: int = typer.Option(32),
+             weight_mode: Mode | None = typer.Option(None, help="default: channel (block for block formats)"),
+             weight_block_size: int | None = typer.Option(None, "--weight-block-size", "--weight-chunk-size",
+                                                          help="default: 32 (block formats fix it)"),
              input_format: str | None = typer.Option(None, help="default: --format"),
-             input_mode: str = typer.Option("tensor", help="none | tensor | channel | block"),
-             input_chunk_size: int = typer.Option(32),
-             input_ops: str = typer.Option("all", help="all | matmul (only conv/linear/matmul inputs)"),
-             act_format: str | None = typer.Option(None, help="default: --format"),
-             act_mode: str = typer.Option("none", help="layer outputs: none | tensor | channel | block"),
-             act_chunk_size: int = typer.Option(32),
-             bn_mode: str = typer.Option("none", help="norm parameters and statistics: none | tensor | channel"),
-             scale: str = typer.Option("fp32", help="fp32 | pow2"),
-             calibration: str = typer.Option("max", help="max (static, from calibration samples) | dynamic"),
-             calibration_samples: int = typer.Option(512),
-             first_layer: bool = typer.Option(True, "--first-layer/--no-first-layer", help="quantize the first layer"),
-             last_layer: bool = typer.Option(True, "--last-layer/--no-last-layer", help="quantize the last layer"),
+             input_mode: Mode | None = typer.Option(None, help="default: tensor (block for block formats)"),
+             input_block_size: int | None = typer.Option(None, "--input-block-size", "--input-chunk-size"),
+             input_ops: InputOps | None = typer.Option(None, help="default: all; matmul: only conv/linear/matmul "
+                                                                  "inputs"),
+             output_format: str | None = typer.Option(None, "--output-format", "--act-format",
+                                                      help="default: --format"),
+             output_mode: Mode | None = typer.Option(None, "--output-mode", "--act-mode",
+                                                     help="layer outputs; default: none"),
+             output_block_size: int | None = typer.Option(None, "--output-block-size", "--act-chunk-size"),
+             norm_format: str | None = typer.Option(None, help="default: --format"),
+             norm_mode: NormMode | None = typer.Option(None, "--norm-mode", "--bn-mode",
+                                                       help="norm parameters and statistics; default: none"),
+             scale: ScaleKind | None = typer.Option(None, help="scales of every role; default: fp32"),
+             rounding: Rounding | None = typer.Option(None, help="rounding of every role; default: nearest_even"),
+             observer: Observer | None = typer.Option(None, "--observer", "--calibration",
+                                                      help="input/output ranges: max (static, from calibration "
+                                                           "samples) or dynamic; default: max"),
+             calibration_samples: int | None = typer.Option(None, help="default: 512"),
+             first_layer: bool | None = typer.Option(None, "--first-layer/--no-first-layer",
+                                                     help="quantize the first layer (default: yes)"),
+             last_layer: bool | None = typer.Option(None, "--last-layer/--no-last-layer",
+                                                    help="quantize the last layer (default: yes)"),
              exclude: str = typer.Option("", help="comma-separated layer-name globs left in float"),
-             split: str = typer.Option("auto", help="auto | train | val | test | all"),
+             split: Split = typer.Option("auto", help="which samples to evaluate"),
              image_size: int | None = typer.Option(None), batch_size: int = typer.Option(256),
-             name: str = typer.Option("simulate", help="run name"), out_root: str | None = OutOption,
-             check: bool = CheckOption) -> None:
-    """Evaluate FP32 and simulated number formats side by side on the same samples."""
-    entries = []
-    for fmt in _csv(format):
-        entry = {"format": fmt, "weight_mode": weight_mode, "weight_chunk_size": weight_chunk_size,
-                 "input_mode": input_mode, "input_chunk_size": input_chunk_size, "input_ops": input_ops,
-                 "act_mode": act_mode,
-                 "act_chunk_size": act_chunk_size, "bn_mode": bn_mode, "scale": scale, "calibration": calibration,
-                 "calibration_samples": calibration_samples, "quantize_first_layer": first_layer,
-                 "quantize_last_layer": last_layer, "exclude": _csv(exclude)}
-        for role, value in (("weight", weight_format), ("input", input_format), ("act", act_format)):
-            if value:
-                entry[f"{role}_format"] = value
-        entries.append(entry)
-    _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
+             name: str = typer.Option("simulate", help="run name"), device: str = DeviceOption,
+             out_root: str | None = OutOption, check: bool = CheckOption) -> None:
+    """Evaluate FP32 and simulated number formats side by side on the same samples.
+
+    Options left out keep the recipe's defaults (a block format such as mxfp4 or nvfp4 brings its
+    block mode and size); those given apply to every format."""
+    shared = {"scale": scale, "rounding": rounding}
+    recipes = {"weights": _given(format=weight_format, mode=weight_mode, block_size=weight_block_size, **shared),
+               "inputs": _given(format=input_format, mode=input_mode, block_size=input_block_size,
+                                observer=observer, **shared),
+               "outputs": _given(format=output_format, mode=output_mode, block_size=output_block_size,
+                                 observer=observer, **shared),
+               "norm": _given(format=norm_format, mode=norm_mode, **shared)}
+    entry = {"version": 2, **{role: recipe for role, recipe in recipes.items() if recipe},
+             **_given(input_ops=input_ops, calibration_samples=calibration_samples,
+                      quantize_first_layer=first_layer, quantize_last_layer=last_layer)}
+    if _csv(exclude):
+        entry["exclude"] = _csv(exclude)
+    entries = [{**entry, "format": fmt} for fmt in _csv(format)]
+    _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
                 "model": {"name": model, "weights": weights}, "quantization": entries,
                 "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "simulate"),
          check)

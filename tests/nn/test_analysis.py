@@ -40,7 +40,7 @@ def test_layerwise_ranks_worst_first_and_sqnr_matches_definition():
 
 def test_compression_bits_by_hand():
     model = nn.Sequential(nn.Linear(64, 10, bias=True))
-    q = quantize_model(model, plan_layers(model, QuantizationConfig(format="int8", input_mode="none")).layers)
+    q = quantize_model(model, plan_layers(model, QuantizationConfig(format="int8", inputs={"mode": "none"})).layers)
     stats = compression_stats(q)
     # 640 weights x 8 bits + 10 FP32 per-channel scales; 10 float biases
     assert stats["bits_per_quantized_weight"] == pytest.approx((640 * 8 + 10 * 32) / 640)
@@ -51,7 +51,7 @@ def test_compression_bits_by_hand():
 def test_compression_mx_and_nvfp4_overheads():
     model = nn.Sequential(nn.Linear(64, 8, bias=False))
     for fmt, expected in (("mxfp4", 4 + 8 / 32), ("nvfp4", 4 + 8 / 16 + 32 / 512)):
-        q = quantize_model(model, plan_layers(model, QuantizationConfig(format=fmt, input_mode="none")).layers)
+        q = quantize_model(model, plan_layers(model, QuantizationConfig(format=fmt, inputs={"mode": "none"})).layers)
         assert compression_stats(q)["bits_per_quantized_weight"] == pytest.approx(expected)
 
 
@@ -76,7 +76,10 @@ def test_paired_mcnemar_by_hand():
 
 def test_paired_identical_predictions():
     result = paired_comparison(_preds([True, False] * 5), _preds([True, False] * 5))
-    assert result["mcnemar_p"] == 1.0 and result["top1_delta_ci"] == [0.0, 0.0]
+    assert result["mcnemar_p"] == 1.0
+    # no disagreement still leaves uncertainty: Newcombe's interval at n = 10, 5 right on both sides
+    low, high = result["top1_delta_ci"]
+    assert low == pytest.approx(-0.166593, abs=1e-6) and high == pytest.approx(0.166593, abs=1e-6)
     assert result["prediction_agreement"] == 1.0
 
 

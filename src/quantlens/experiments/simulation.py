@@ -45,9 +45,17 @@ class SimulationResult:
     coverage: dict
 
     def row(self) -> dict:
+        """One format's line of quantization/summary.json and of the report's tables. Values and
+        deltas are fractions (`unit`); `deltas` holds every paired delta by metric (top1, and for
+        binary tasks sensitivity, specificity, auroc, f1) with its interval, p-value and methods."""
         return {"label": self.label, "folder": self.folder, **{k: self.metrics.get(k) for k in SUMMARY_KEYS},
+                "sensitivity": self.metrics.get("sensitivity"), "specificity": self.metrics.get("specificity"),
+                "unit": self.paired["unit"], "confidence": self.paired["confidence"],
                 "top1_delta": self.paired["top1_delta"], "top1_delta_ci": self.paired["top1_delta_ci"],
-                "mcnemar_p": self.paired["mcnemar_p"], "prediction_agreement": self.paired["prediction_agreement"],
+                "top1_delta_method": self.paired["top1_delta_method"],
+                "mcnemar_p": self.paired["mcnemar_p"], "mcnemar_midp": self.paired["mcnemar_midp"],
+                "prediction_agreement": self.paired["prediction_agreement"],
+                "positive_class": self.paired["positive_class"], "deltas": self.paired["deltas"],
                 "compliant": None if self.compliance is None else self.compliance["compliant"],
                 "compliance_violations": None if self.compliance is None else self.compliance["violations"],
                 "bits_per_weight": self.size["bits_per_quantized_weight"], "model_bytes": self.size["model_bytes"],
@@ -103,7 +111,8 @@ def simulate_one(index: int, cfg: QuantizationConfig, plan: ModelPlan, model: nn
     predictions.save(record.path(f"quantization/{folder}/predictions.npz"))
     metrics = classification_metrics(predictions, data.source.class_names, positive_class=spec.eval.positive_class,
                                      ece_bins=spec.eval.ece_bins)
-    paired = paired_comparison(reference, predictions, confidence=spec.analysis.confidence)
+    paired = paired_comparison(reference, predictions, confidence=spec.analysis.confidence,
+                               positive_class=spec.eval.positive_class)
     compliance = None
     if spec.analysis.compliance_samples:
         with recording(qmodel):

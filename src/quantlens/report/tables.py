@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 from quantlens.experiments.record import RunRecord
@@ -39,26 +39,96 @@ def cross_validation_table(cv: dict) -> Table:
     return table
 
 
-def simulation_table(outcome: RunOutcome, title: str) -> Table:
-    """FP32 and every simulated format side by side, with the paired difference and its interval."""
-    m = outcome.metrics
-    table = Table(title=title, title_justify="left")
-    for column in ("format", "top1", "delta top1 [95% CI]", "McNemar p", "top5", "mean conf", "ECE", "agree",
-                   "bits/w", "size KB", "compliant"):
-        table.add_column(column, justify="left" if column == "format" else "right")
-    rows = outcome.extras["quantization"]
-    fp32_kb = rows[0]["fp32_bytes"] / 1024 if rows else 0.0
-    table.add_row("fp32", _fmt(m["top1"]), "-", "-", _fmt(m["top5"]), _fmt(m["mean_confidence"]), _fmt(m["ece"]),
-                  "-", "32", f"{fp32_kb:.1f}", "-")
+# The simulated-format comparison is three narrow tables rather than one wide one: fractions,
+# paired differences in percentage points (each cell: delta, interval, p on three lines), and
+# storage. One table with all of them needs ~130 columns; each of these fits 100.
+# Headers put the unit on a second line, so a column is as wide as its numbers, not its name.
+_DELTA_METRICS = (("top1", "Δtop-1\n(pts)"), ("sensitivity", "Δsens\n(pts)"), ("specificity", "Δspec\n(pts)"),
+                  ("auroc", "ΔAUROC\n(pts)"))
+
+
+def _sim_table(title: str, headers: list[str], caption: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    # Format labels are long single words ("w:fp8_e4m3/channel"): folded, never cut short.
+    table.add_column("format", overflow="fold", min_width=12)
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
+    return table
+
+
+def _pts(fraction: float) -> str:
+    return f"{fraction * 100:+.2f}"
+
+
+def _p(p_value: float | None) -> str:
+    return "p n/a" if p_value is None else "p<0.001" if p_value < 0.001 else f"p={p_value:.3f}"
+
+
+def _delta_cell(delta: dict | None) -> str:
+    """A record's paired delta (fractions) as 'Δ / [low, high] / p' in percentage points."""
+    if delta is None or delta["delta"] is None:
+        return "n/a"
+    if delta["ci"] is None:
+        interval = "no CI"  # the record's note says why (e.g. a DeLong variance of 0)
+    else:
+        low, high = delta["ci"]
+        interval = f"[{_pts(low)}, {_pts(high)}]"
+    lines = [_pts(delta["delta"]), interval, _p(delta["p_value"])]
+    return "\n".join(lines)
+
+
+def _deltas(row: dict) -> dict:
+    """The row's paired deltas by metric; rows written before `deltas` existed give top-1 only."""
+    if row.get("deltas"):
+        return row["deltas"]
+    return {"top1": {"delta": row["top1_delta"], "ci": row["top1_delta_ci"], "p_value": row["mcnemar_p"]}}
+
+
+def simulation_tables(outcome: RunOutcome, title: str) -> list[Table]:
+    """FP32 and every simulated format: values (fractions), paired differences vs FP32
+    (percentage points, interval, p) and storage. Binary tasks add sensitivity, specificity,
+    AUROC and F1 values and the sensitivity, specificity and AUROC deltas beside top-1's."""
+    m, rows = outcome.metrics, outcome.extras["quantization"]
+    binary = any("sensitivity" in _deltas(row) for row in rows)
+    fp32 = {name: d["reference"] for name, d in _deltas(rows[0]).items()} if rows and binary else {}
+
+    value_keys = (["top1", "sensitivity", "specificity", "auroc", "f1"] if binary else ["top1", "top5"]) \
+        + ["mean_confidence", "ece", "prediction_agreement"]
+    names = {"top1": "top-1", "top5": "top-5", "sensitivity": "sens", "specificity": "spec", "auroc": "AUROC",
+             "f1": "F1", "mean_confidence": "mean conf", "ece": "ECE", "prediction_agreement": "agree"}
+    values = _sim_table(title, [f"{names[k]}\n(frac)" for k in value_keys],
+                        caption="frac: fractions in [0, 1]; agree: share of samples where the format predicts "
+                                "FP32's class" + ("; F1 of the positive class" if binary else ""))
+    reference = {**{k: m.get(k) for k in value_keys}, **fp32, "prediction_agreement": None}
+    values.add_row("fp32", *(_fmt(reference[k]) for k in value_keys))
     for row in rows:
-        low, high = row["top1_delta_ci"]
-        delta = f"{row['top1_delta'] * 100:+.2f} [{low * 100:+.2f}, {high * 100:+.2f}]"
+        deltas = _deltas(row)
+        # F1 of the positive class is only in the paired record (the row's macro_f1 averages both classes).
+        values.add_row(row["label"], *(_fmt(deltas[k]["candidate"] if k == "f1" else row.get(k)) for k in value_keys))
+
+    shown = [(k, header) for k, header in _DELTA_METRICS if binary or k == "top1"]
+    confidence = rows[0].get("confidence", 0.95) if rows else 0.95
+    caption = (f"Δ = format - FP32 in percentage points (pts), then its {confidence:.0%} interval and p. "
+               "top-1" + (", sens, spec" if binary else "") + ": Newcombe (1998) hybrid score interval, "
+               "McNemar exact p" + ("; AUROC: DeLong (1988); ΔF1 (bootstrap) in summary.json" if binary else ""))
+    paired = _sim_table("paired differences vs FP32 (same samples)", [h for _, h in shown], caption=caption)
+    for row in rows:
+        deltas = _deltas(row)
+        paired.add_row(row["label"], *(_delta_cell(deltas.get(k)) for k, _ in shown))
+
+    storage = _sim_table("storage and format compliance", ["bits per\nweight", "size\n(KB)", "compliant"])
+    fp32_kb = rows[0]["fp32_bytes"] / 1024 if rows else 0.0
+    storage.add_row("fp32", "32", f"{fp32_kb:.1f}", "-")
+    for row in rows:
         compliant = "-" if row["compliant"] is None else ("yes" if row["compliant"] else
                                                           f"NO ({row['compliance_violations']})")
-        table.add_row(row["label"], _fmt(row["top1"]), delta, _fmt(row["mcnemar_p"], 3), _fmt(row["top5"]),
-                      _fmt(row["mean_confidence"]), _fmt(row["ece"]), _fmt(row["prediction_agreement"]),
-                      _fmt(row["bits_per_weight"], 2), f"{row['model_bytes'] / 1024:.1f}", compliant)
-    return table
+        storage.add_row(row["label"], _fmt(row["bits_per_weight"], 2), f"{row['model_bytes'] / 1024:.1f}", compliant)
+    return [values, paired, storage]
+
+
+def simulation_table(outcome: RunOutcome, title: str) -> Group:
+    """`simulation_tables` as one printable renderable."""
+    return Group(*simulation_tables(outcome, title))
 
 
 def write_text_summary(record: RunRecord, outcome: RunOutcome) -> None:
@@ -69,7 +139,7 @@ def write_text_summary(record: RunRecord, outcome: RunOutcome) -> None:
     if outcome.metrics:
         console.print(metrics_table(outcome, "FP32"))
     if "quantization" in outcome.extras:
-        console.print(simulation_table(outcome, "simulated formats vs FP32 (paired; McNemar exact test)"))
+        console.print(simulation_table(outcome, "simulated formats vs FP32 (same samples)"))
     text = console.export_text()
     if text.strip():
         record.write_text("summary.txt", text)
