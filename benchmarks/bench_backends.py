@@ -29,23 +29,23 @@ import argparse
 import io
 import os
 import time
-import warnings
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from quantlens import events
 from quantlens.atomic import write_text
 from quantlens.backends import BACKENDS, get_backend
-from quantlens.bench.compare import BenchmarkWarning
 from quantlens.bench.pipeline import EncodedImages
+from quantlens.bench.suite import BenchmarkReport, run_benchmark
 from quantlens.data.decode import decode_image
 from quantlens.data.source import RGB_DEFAULT
 from quantlens.data.transforms import Preprocessing, normalize, to_model_layout
-from quantlens.experiments.benchmarking import BenchmarkReport, run_benchmark
 from quantlens.models.build import build_model
 from quantlens.models.checkpoints import load_weights
+from quantlens.progress_view import ProgressView
 from quantlens.recipes.benchmark import BenchmarkConfig
 from quantlens.report.bench_plots import write_benchmark_plots
 from quantlens.report.bench_tables import print_benchmark, write_benchmark_tables
@@ -193,11 +193,9 @@ def main() -> None:
         calibration = list(images[:64].split(16))  # 4 batches of 16 images
         encoded = EncodedImages.from_folder(CIFAR, 8) if CIFAR.is_dir() else None
         model_started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", BenchmarkWarning)  # the same notes are printed with the tables
+        with ProgressView(console) as view, events.listening(view):
             report = run_benchmark(model, config, input_shape=(3, *images.shape[2:]), calibration=calibration,
-                                   validation=images[64:], images=encoded, out_dir=out / name, model_name=name,
-                                   console=console)
+                                   validation=images[64:], images=encoded, out_dir=out / name, model_name=name)
         write_benchmark_tables(report)
         write_benchmark_plots(report)
         for target in (console, record):

@@ -97,9 +97,11 @@ def run(config: Path | None = typer.Argument(None, help="experiment YAML; none r
         out_root: str | None = OutOption, check: bool = CheckOption) -> None:
     """Run an experiment from a YAML file (or the default experiment on scikit-learn's digits)."""
     from quantlens.experiments.defaults import default_spec
-    from quantlens.experiments.spec import load_spec
+    from quantlens.experiments.spec import load_spec_with_notes
 
-    spec = load_spec(config) if config else default_spec()
+    spec, notes = load_spec_with_notes(config) if config else (default_spec(), [])
+    for note in notes:  # older entries are read; say how, so the user can update the file
+        err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     if out_root:
         spec = _spec({**spec.to_dict(), "output": {**spec.output.model_dump(), "root": out_root}}, "--out")
     _run(spec, check)

@@ -1,4 +1,5 @@
-"""Interleaved runs, pairwise speedups, noise flags and the different-machine refusal."""
+"""Interleaved runs, pairwise speedups, noise flags as notes, the different-machine refusal, and a
+comparison read back from its JSON."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from quantlens.bench.compare import (
+    Comparison,
     DifferentMachinesWarning,
     InterleavePlan,
     NoisyRunWarning,
@@ -16,8 +18,8 @@ from quantlens.bench.plan import WarmupPolicy
 from quantlens.bench.record import BenchmarkRecord
 from quantlens.errors import QuantlensError
 
-# Candidates that only append to a list take ~100 ns: timer granularity makes them "noisy".
-pytestmark = pytest.mark.filterwarnings("ignore::quantlens.bench.compare.NoisyRunWarning")
+# Caveats are notes on the result, never Python warnings unless asked for with `warn()`.
+pytestmark = pytest.mark.filterwarnings("error::quantlens.bench.compare.BenchmarkWarning")
 
 
 TIMES = dict(started_at="2026-11-22T10:00:00+00:00", finished_at="2026-11-22T10:01:00+00:00")
@@ -98,11 +100,13 @@ def test_different_machines_are_refused_unless_allowed():
     a, b = record("here", steady(1e-3, 1), "aaaa"), record("there", steady(1e-3, 2), "bbbb")
     with pytest.raises(QuantlensError, match="different machines"):
         compare_records([a, b])
-    with pytest.warns(DifferentMachinesWarning, match="different machines"):
-        result = compare_records([a, b], allow_different_machines=True)
+    result = compare_records([a, b], allow_different_machines=True)
     assert result.different_machines
     assert result.machine_fingerprints == {"here": "aaaa", "there": "bbbb"}
-    assert any("different machines" in note for note in result.notes)
+    assert [note.kind for note in result.notes] == ["different_machines"]
+    assert "different machines" in str(result.notes[0])
+    with pytest.warns(DifferentMachinesWarning, match="different machines"):
+        result.warn()
     assert result.to_dict()["different_machines"] is True
 
 
@@ -111,14 +115,39 @@ def test_a_record_without_fingerprint_counts_as_another_machine():
         compare_records([record("a", steady(1e-3, 1)), record("b", steady(1e-3, 2), fingerprint=None)])
 
 
-@pytest.mark.filterwarnings("default::quantlens.bench.compare.NoisyRunWarning")
-def test_noisy_records_are_flagged_with_a_warning():
+def test_noisy_records_are_flagged_in_a_note_and_warn_only_when_asked():
     bimodal = steady(1e-3, seed=3)
     bimodal[::2] *= 1.8  # every other sample slowed, as on a machine busy half of the time
-    with pytest.warns(NoisyRunWarning, match="noisy"):
-        result = compare_records([record("quiet", steady(1e-3, seed=4)), record("busy", bimodal)])
+    result = compare_records([record("quiet", steady(1e-3, seed=4)), record("busy", bimodal)])
     assert result.noisy == {"quiet": False, "busy": True}
     assert result.any_noisy
+    (note,) = result.notes
+    assert note.kind == "noisy" and note.backend == "busy" and "robust CV" in note.text and "exceeds 10%" in note.text
+    with pytest.warns(NoisyRunWarning, match="'busy' is noisy"):
+        result.warn()
+
+
+def test_a_stalled_run_is_explained_with_its_quartiles_not_an_absurd_percentage():
+    # A 0.15 ms call stalled for ~90 ms in every third sample: robust CV ~ 46 000 %.
+    stalled = steady(0.15e-3, seed=5, n=60)
+    stalled[::3] += 0.09
+    result = compare_records([record("steady", steady(1e-3, seed=6)), record("stalled", stalled)])
+    assert result.records["stalled"].summary.robust_cv > 100
+    (note,) = result.notes
+    assert "%" not in note.text.split("robust CV")[0]  # no huge percentage before the explanation
+    assert "a quarter of the samples took 90" in note.text and "against a median of 0.15" in note.text
+    assert "stalled, not merely spread" in note.text
+
+
+def test_comparison_reads_back_from_its_json(tmp_path):
+    bimodal = steady(1e-3, seed=3)
+    bimodal[::2] *= 1.8
+    result = compare_records([record("a", steady(1e-3, 1)), record("b", bimodal)])
+    assert Comparison.load(result.save(tmp_path / "comparison.json")) == result
+    interleaved = run_interleaved({"x": lambda: None, "y": lambda: None},
+                                  InterleavePlan(rounds=3, samples_per_round=2, warmup=WarmupPolicy.fixed(1)),
+                                  environment={"machine_fingerprint": "x"})
+    assert Comparison.load(interleaved.save(tmp_path / "interleaved.json")) == interleaved
 
 
 def test_comparison_saves_as_json(tmp_path):

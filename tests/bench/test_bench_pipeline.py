@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from quantlens.backends import Target, get_backend
+from quantlens.backends import ForwardParts, ForwardSplitError, Runner, RunnerInfo, Target, get_backend
 from quantlens.bench.pipeline import (
     ClassificationPipeline,
     EncodedImages,
@@ -133,3 +133,51 @@ def test_pipeline_decodes_real_jpeg_files(model, shared_path):
         pipeline = ClassificationPipeline(images, PREP16, model)
         classes, _ = pipeline()
     assert len(classes) == 5 and all(0 <= c < 10 for c in classes)
+
+
+class _SplittingRunner(Runner):
+    """No torch runner class at all: it splits because it says it can (the capability, not a type)."""
+
+    info = RunnerInfo("made-up", "fp32", "fp32", "cpu", "none", 1)
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def run(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)
+
+    @property
+    def splits_forward(self) -> bool:
+        return True
+
+    def forward_parts(self, example_input: torch.Tensor) -> ForwardParts:
+        features, head, description = split_at_last_linear(self.model, example_input)
+        return ForwardParts(features, head, f"made up: {description}")
+
+
+def test_the_stage_timer_asks_the_runner_whether_it_splits(model, tmp_path):
+    split, note = forward_split(_SplittingRunner(model), torch.randn(2, 3, 16, 16))
+    assert split is not None and note.startswith("made up: cut at the input of")
+    eager = get_backend("torch-fp32").prepare(model, torch.randn(2, 3, 16, 16), [], tmp_path, Target("cpu", 1))
+    ort = get_backend("ort-fp32").prepare(model, torch.randn(2, 3, 16, 16), [], tmp_path, Target("cpu", 1))
+    assert eager.splits_forward and not ort.splits_forward
+    assert not eager.derive(model).splits_forward  # a derived half is not split again
+    with pytest.raises(ForwardSplitError, match="runs its forward as one call"):
+        ort.forward_parts(torch.randn(2, 3, 16, 16))
+    parts = eager.forward_parts(torch.randn(2, 3, 16, 16))
+    x = torch.randn(3, 3, 16, 16)
+    torch.testing.assert_close(parts.head(parts.features(x)), eager.run(x))
+
+
+def test_a_model_that_cannot_split_is_timed_as_one_forward_with_the_reason(tmp_path):
+    class NoLinear(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean((2, 3))
+
+    runner = get_backend("torch-fp32").prepare(NoLinear(), torch.randn(2, 3, 8, 8), [], tmp_path, Target("cpu", 1))
+    split, note = forward_split(runner, torch.randn(2, 3, 8, 8))
+    assert split is None and note == "forward not split: the traced model calls no nn.Linear module"

@@ -8,7 +8,7 @@ import torch
 from quantlens.backends import OpTiming, Target, get_backend, op_category
 from quantlens.backends.base import OperatorProfile
 from quantlens.backends.onnxruntime import parse_ort_profile
-from quantlens.bench.profile import breakdown, compare_profiles, profile_runner
+from quantlens.bench.profile import ProfileComparison, breakdown, compare_profiles, profile_runner
 from quantlens.models.build import build_model
 
 
@@ -73,10 +73,11 @@ def test_ort_int8_profile_lists_float_ops_and_explains(model_and_batch, tmp_path
     comparison = compare_profiles(fp32, int8)
     text = " ".join(comparison.explanation)
     assert "convolutions and matrix products" in text and "runs in float inside the INT8 model" in text
-    rows = {row["op_type"]: row for row in comparison.side_by_side()}
-    assert rows["Conv"]["baseline_seconds"] > 0 and rows["Conv"]["candidate_seconds"] == 0
-    assert rows["ReduceMean"]["float_in_int8"]
+    rows = {row.op_type: row for row in comparison.side_by_side()}
+    assert rows["Conv"].baseline_seconds > 0 and rows["Conv"].candidate_seconds == 0
+    assert rows["ReduceMean"].float_in_int8 and rows["ReduceMean"].category == "FLOAT inside INT8"
     assert comparison.to_dict()["candidate"]["float_ops_in_int8"]
+    assert ProfileComparison.load(comparison.save(tmp_path / "profile.json")) == comparison
 
 
 def test_torch_profiles_separate_quantized_from_float_ops(model_and_batch, tmp_path):

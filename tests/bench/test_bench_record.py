@@ -98,6 +98,13 @@ def test_derived_values(environment):
     assert make_record({}).machine_fingerprint == "unknown"
 
 
+def test_a_record_whose_spread_is_undefined_counts_as_noisy(environment):
+    # A median of 0 (calls under the clock's resolution): no robust CV, so nothing to vouch for.
+    record = BenchmarkRecord(name="too-fast", samples_s=[0.0] * 6 + [1e-6] * 4, environment=environment,
+                             started_at="2026-11-22T10:00:00+00:00", finished_at="2026-11-22T10:00:01+00:00")
+    assert np.isnan(record.summary.robust_cv) and record.is_noisy()
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"samples_s": []}, "empty"),
     ({"samples_s": [1.0, float("nan")]}, "finite"),

@@ -10,8 +10,10 @@ from scipy import stats as sps
 
 from quantlens.bench.stats import (
     NOISY_ROBUST_CV,
+    ROBUST_CV_READABLE_UP_TO,
     bootstrap_ci,
     bootstrap_medians,
+    describe_spread,
     speedup,
     summarize,
 )
@@ -144,3 +146,15 @@ def test_speedup_of_two_draws_of_the_same_distribution_is_not_significant():
 def test_speedup_needs_positive_medians():
     with pytest.raises(QuantlensError, match="positive"):
         speedup([0.0, 0.0, 1.0], [1.0, 2.0])
+
+
+def test_spread_is_a_percentage_only_while_one_can_read_it():
+    steady = summarize([1e-3, 1.1e-3, 0.9e-3, 1.05e-3])
+    assert describe_spread(steady) == f"robust CV {steady.robust_cv:.1%}"
+    # Fast calls with a third of them stalled for 90 ms: the IQR spans both, robust CV ~ 450x.
+    stalled = summarize([0.15e-3] * 40 + [90e-3] * 20)
+    assert stalled.robust_cv > ROBUST_CV_READABLE_UP_TO * 100
+    text = describe_spread(stalled)
+    assert "%" not in text.replace("over 100%", "") and "90 ms or more against a median of 0.15 ms (600x)" in text
+    zero = summarize([0.0] * 6 + [1e-6] * 4)  # calls below the clock's resolution
+    assert np.isnan(zero.robust_cv) and "undefined" in describe_spread(zero)

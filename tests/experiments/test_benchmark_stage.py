@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from quantlens.bench.suite import BenchmarkReport
 from quantlens.experiments.runner import run_experiment
 from quantlens.experiments.spec import spec_from_dict
+
+pytestmark = pytest.mark.filterwarnings("error::quantlens.bench.compare.BenchmarkWarning")
 
 
 def test_experiment_with_benchmark_block(tmp_path):
@@ -26,6 +31,14 @@ def test_experiment_with_benchmark_block(tmp_path):
         assert (bench / name).is_file(), name
     assert outcome.metrics["n"] == 1797  # evaluated as well: no test split in digits, so every sample
     assert json.loads((outcome.run_dir / "metrics.json").read_text())["benchmark"]["report"]
+    # Written while the folder was `<id>.partial`, read after it was renamed: every path still resolves.
+    loaded = BenchmarkReport.load(bench / "benchmark.json")
+    assert loaded == outcome.benchmark and loaded.run_dir == outcome.run_dir
+    assert loaded.files and all(loaded.path(f).is_file() for f in loaded.files)
+    assert all(loaded.path(f).is_file() for o in loaded.backends if o.info for f in o.info.model_files)
+    for path in bench.rglob("*.json"):
+        text = path.read_text()
+        assert ".partial" not in text and str(tmp_path) not in text, path
 
 
 def test_synthetic_data_speed_only_run(tmp_path):

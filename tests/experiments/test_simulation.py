@@ -22,7 +22,7 @@ def simulated(tmp_path_factory):
         "train": {"enabled": True, "epochs": 2},
         "analysis": {"layerwise_samples": 64, "compliance_samples": 16},
         "quantization": [{"format": "int8", "calibration_samples": 64}, {"format": "mxfp4"},
-                         {"format": "fp8_e4m3", "calibration": "dynamic", "bn_mode": "tensor"}]})
+                         {"format": "fp8_e4m3", "inputs": {"observer": "dynamic"}, "norm": {"mode": "tensor"}}]})
     return run_experiment(spec)
 
 
@@ -71,3 +71,64 @@ def test_bn_statistics_and_coverage_recorded(simulated):
     assert {("features.0.1", name) for name in ("weight", "bias", "running_mean", "running_var")} <= tensors
     coverage = json.loads((folder / "coverage.json").read_text())
     assert coverage["unsupported_modules"] == [] and coverage["quantized_layers"] == len(coverage["layers"])
+
+
+def test_simulate_command_runs_block_formats_with_their_defaults(cli, tmp_path):
+    # The recipe's defaults, as `quantlens simulate` gives them: mxfp4 and nvfp4 bring their block mode.
+    # --split test only keeps the run short (a few hundred samples instead of all 1,797).
+    result = cli("simulate", "--model", "compact_cnn", "--data", "digits", "--format", "int8,fp8_e4m3,mxfp4,nvfp4",
+                 "--split", "test", "--out", tmp_path)
+    assert result.code == 0, result.err
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "cv_splits"]
+    summary = json.loads((run / "quantization" / "summary.json").read_text())
+    assert [row["label"] for row in summary["formats"]] == [
+        "w:int8/channel in:int8/tensor", "w:fp8_e4m3/channel in:fp8_e4m3/tensor", "w:mxfp4/block32 in:mxfp4/block32",
+        "w:nvfp4/block16 in:nvfp4/block16"]
+    assert all(row["compliant"] for row in summary["formats"])
+
+
+@pytest.mark.parametrize(("options", "labels"), [
+    ([], ["w:mxfp4/block32 in:mxfp4/block32", "w:int8/channel in:int8/tensor"]),
+    (["--weight-format", "int4"], ["w:int4/channel in:mxfp4/block32", "w:int4/channel in:int8/tensor"]),
+    (["--input-mode", "none"], ["w:mxfp4/block32", "w:int8/channel"]),
+    (["--weight-mode", "none", "--output-mode", "block", "--norm-mode", "channel", "--norm-format", "int8"],
+     ["in:mxfp4/block32 out:mxfp4/block32 bn:int8/channel", "in:int8/tensor out:int8/block32 bn:int8/channel"]),
+    (["--act-mode", "block", "--input-chunk-size", "16", "--input-format", "fp4_e2m1", "--no-first-layer"],
+     ["w:mxfp4/block32 in:fp4_e2m1/tensor out:mxfp4/block32", "w:int8/channel in:fp4_e2m1/tensor out:int8/block32"]),
+])
+def test_simulate_options_change_only_what_they_name(cli, monkeypatch, options, labels):
+    import quantlens.cli
+
+    seen = []
+    monkeypatch.setattr(quantlens.cli, "_run", lambda spec, check=False: seen.append(spec))
+    result = cli("simulate", "--model", "compact_cnn", "--data", "digits", "--format", "mxfp4,int8", *options)
+    assert result.code == 0, result.err
+    assert [q.label for q in seen[0].quantization] == labels
+
+
+def test_simulate_shared_options_reach_every_role(cli, monkeypatch):
+    import quantlens.cli
+
+    seen = []
+    monkeypatch.setattr(quantlens.cli, "_run", lambda spec, check=False: seen.append(spec))
+    cli("simulate", "--model", "compact_cnn", "--data", "digits", "--scale", "pow2", "--rounding", "stochastic",
+        "--observer", "dynamic", "--calibration-samples", "64", "--input-ops", "matmul")
+    (entry,) = seen[0].quantization
+    assert {r.scale for r in entry.recipes().values()} == {"pow2"}
+    assert {r.rounding for r in entry.recipes().values()} == {"stochastic"}
+    assert (entry.inputs.observer, entry.outputs.observer, entry.weights.observer) == ("dynamic", "dynamic", "max")
+    assert entry.calibration_samples == 64 and entry.input_ops == "matmul"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--weight-mode", "channel"], "quantization.0.weights: mxfp4 is a block format"),
+    (["--input-mode", "rows"], "--input-mode"),  # refused by the option's choices, before any config is built
+    (["--observer", "percentile"], "--observer"),
+    (["--scale", "fp16"], "--scale"),
+    (["--input-ops", "gemm"], "--input-ops"),
+    (["--norm-mode", "block"], "--norm-mode"),
+])
+def test_simulate_refuses_bad_options(cli, tmp_path, options, message):
+    result = cli("simulate", "--check", "--model", "compact_cnn", "--data", "digits", "--format", "mxfp4",
+                 *options, "--out", tmp_path)
+    assert result.code == 2 and message in result.err, result.err

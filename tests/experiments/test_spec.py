@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from quantlens.errors import ConfigError
-from quantlens.experiments.spec import ExperimentSpec, load_spec, spec_from_dict
+from quantlens.experiments.spec import ExperimentSpec, load_spec, load_spec_with_notes, spec_from_dict
 
 
 def test_yaml_round_trip(tmp_path):
@@ -19,6 +19,45 @@ def test_yaml_round_trip(tmp_path):
     path.write_text(spec.to_yaml())
     assert load_spec(path) == spec
     assert spec.train.lr == 0.05  # the sgd default, resolved and written out
+
+
+QUANTIZATION_V2 = [
+    {"version": 2, "name": "int8", "format": "int8", "calibration_samples": 64},
+    {"format": "mxfp4", "outputs": {"mode": "block"}, "input_ops": "matmul"},
+    {"format": "fp8_e4m3", "weights": {"format": "int4", "mode": "tensor", "scale": "pow2"},
+     "inputs": {"observer": "dynamic", "rounding": "stochastic"}, "norm": {"mode": "channel"}, "overflow": "inf_nan",
+     "include": ["layer*"], "exclude": ["layer3.*"], "quantize_first_layer": False,
+     "overrides": [{"match": "layer2.*", "weights": {"format": "mxfp4"}},
+                   {"type": "Add", "inputs": {"mode": "none"}}, {"match": "linear", "skip": True}]},
+]
+
+
+def test_yaml_round_trip_with_quantization_entries(tmp_path):
+    spec = spec_from_dict({"name": "q", "quantization": QUANTIZATION_V2})
+    path = tmp_path / "q.yaml"
+    path.write_text(spec.to_yaml())
+    again, notes = load_spec_with_notes(path)
+    assert again == spec and notes == []
+    written = yaml.safe_load(path.read_text())["quantization"]
+    assert [q["version"] for q in written] == [2, 2, 2]
+    assert written[1]["weights"]["mode"] == "block" and written[1]["outputs"]["block_size"] == 32  # resolved
+    assert written[2]["overrides"][0] == {"match": "layer2.*", "skip": False, "weights": {"format": "mxfp4"}}
+
+
+def test_version_1_entries_read_and_written_as_version_2(tmp_path):
+    old = {"version": 1, "quantization": [
+        {"format": "int4", "input_format": "int8", "name": "int4 weights, int8 inputs"},
+        {"format": "fp8_e4m3", "weight_mode": "tensor", "calibration": "dynamic", "bn_mode": "tensor",
+         "overrides": [{"match": "conv1", "input_format": "int8"}]}]}
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(old))
+    spec, notes = load_spec_with_notes(path)
+    assert [n.split(":")[0] for n in notes] == ["quantization.0", "quantization.1"]
+    assert spec.quantization[1].inputs.observer == "dynamic" and spec.quantization[1].overrides[0].inputs.format \
+        == "int8"
+    assert spec_from_dict(yaml.safe_load(spec.to_yaml())) == spec
+    assert spec.quantization[0].label == "int4 weights, int8 inputs"
+    assert spec.quantization[1].label == "w:fp8_e4m3/tensor in:fp8_e4m3/tensor bn:fp8_e4m3/tensor"
 
 
 def test_unknown_key_named_with_known_ones():

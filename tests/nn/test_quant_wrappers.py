@@ -127,7 +127,7 @@ def test_vit_attention_matmuls_and_softmax_are_quantized():
 def test_planted_off_grid_value_is_caught():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
     x = torch.randn(2, 1, 6, 6)
-    q = _quantized(model, x, format="int8", bn_mode="tensor", act_mode="tensor")
+    q = _quantized(model, x, format="int8", norm={"mode": "tensor"}, outputs={"mode": "tensor"})
     with torch.inference_mode(), recording(q):
         q(x)
     assert check_compliance(q).compliant
@@ -156,8 +156,8 @@ def test_plan_selection_rules():
     model = build_model("resnet20_cifar", num_classes=10, in_channels=3, image_size=16)
     plan = plan_layers(model, QuantizationConfig(
         quantize_first_layer=False, exclude=("layer3.*",),
-        overrides=({"type": "Linear", "weight_format": "int4"}, {"match": "layer2.0.*", "skip": True},
-                   {"type": "ReLU", "input_mode": "tensor"})))
+        overrides=({"type": "Linear", "weights": {"format": "int4"}}, {"match": "layer2.0.*", "skip": True},
+                   {"type": "ReLU", "inputs": {"mode": "tensor"}})))
     assert "conv1" in plan.skipped and "layer3.0.conv1" in plan.skipped
     assert plan.layers["linear"].weights.format.name == "int4"
     assert all(not n.startswith("layer2.0.") for n in plan.layers)
@@ -191,8 +191,9 @@ def test_overflow_mode_reaches_the_kernels():
     calibration = torch.full((1, 2), 1e-3)
     big = torch.full((1, 2), 1e6)
     with torch.inference_mode():
-        saturating = _quantized(model, calibration, format="fp8_e5m2", weight_mode="none")(big)
-        overflowing = _quantized(model, calibration, format="fp8_e5m2", weight_mode="none", overflow="inf_nan")(big)
+        saturating = _quantized(model, calibration, format="fp8_e5m2", weights={"mode": "none"})(big)
+        overflowing = _quantized(model, calibration, format="fp8_e5m2", weights={"mode": "none"},
+                                 overflow="inf_nan")(big)
     assert torch.isfinite(saturating).all() and not torch.isfinite(overflowing).all()
 
 
@@ -202,7 +203,7 @@ def test_input_ops_matmul_quantizes_only_dot_product_operands():
     assert plan.layers["conv1"].inputs is not None and plan.layers["linear"].inputs is not None
     assert plan.layers["layer1.0.conv1"].weights is not None
     assert "layer1.0.add" in plan.skipped and "avgpool" in plan.skipped  # residual add and pool stay float
-    add_asked = QuantizationConfig(input_ops="matmul", overrides=({"type": "Add", "input_mode": "tensor"},))
+    add_asked = QuantizationConfig(input_ops="matmul", overrides=({"type": "Add", "inputs": {"mode": "tensor"}},))
     asked = plan_layers(resnet, add_asked)
     assert asked.layers["layer1.0.add"].inputs is not None  # an override still turns them on
     vit = build_model("vit_tiny", num_classes=3, in_channels=1, image_size=8,

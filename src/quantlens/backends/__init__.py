@@ -18,6 +18,8 @@ from quantlens.backends.base import (
     Backend,
     BackendError,
     BackendUnavailableError,
+    ForwardParts,
+    ForwardSplitError,
     MissingPackageError,
     OperatorProfile,
     OpTiming,
@@ -33,7 +35,8 @@ from quantlens.backends.onnx_export import OnnxExport, export_onnx
 from quantlens.backends.op_categories import compute_precision, float_op_types, op_category
 
 __all__ = [
-    "BACKENDS", "PRECISIONS", "Backend", "BackendError", "BackendUnavailableError", "MissingPackageError",
+    "BACKENDS", "PRECISIONS", "Backend", "BackendError", "BackendUnavailableError", "ForwardParts",
+    "ForwardSplitError", "MissingPackageError",
     "OnnxExport", "OperatorProfile", "OpTiming", "Runner", "RunnerInfo", "Target", "compute_precision",
     "export_onnx", "float_op_types", "get_backend", "install_hint", "op_category", "torch_threads", "usable_cores",
 ]

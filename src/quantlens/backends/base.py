@@ -19,7 +19,7 @@ import contextlib
 import importlib.util
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,10 @@ class MissingPackageError(BackendError):
 
 class BackendUnavailableError(BackendError):
     """A backend cannot run on this machine (no GPU, no compiler ...); the message says what is missing."""
+
+
+class ForwardSplitError(BackendError):
+    """A runner cannot hand out its forward as feature extractor + classifier head (the message says why)."""
 
 
 def install_hint(package: str) -> str:
@@ -169,10 +173,35 @@ class OperatorProfile:
     source: str  # which profiler produced it
 
 
+@dataclass(frozen=True)
+class ForwardParts:
+    """A runner's forward as two calls, with the runner's own device, autocast and memory format:
+    head(features(x)) computes what run(x) does, so the two can be timed as separate stages."""
+
+    features: Callable[[torch.Tensor], torch.Tensor]  # float32 (B, C, H, W) -> (B, F), as the model computes it
+    head: Callable[[torch.Tensor], torch.Tensor]  # (B, F) -> float32 (B, classes)
+    description: str  # where the cut is, e.g. "cut at the input of fc (64 -> 10)"
+
+
 class Runner(ABC):
-    """A prepared model: `run(batch)` -> float32 logits, `info` -> what really runs."""
+    """A prepared model: `run(batch)` -> float32 logits, `info` -> what really runs.
+
+    Optional capability: a runner that can time its feature extractor and its classifier head
+    apart says so with `splits_forward` and hands them out with `forward_parts`; the pipeline's
+    stage timer asks it, instead of knowing runner classes.
+    """
 
     info: RunnerInfo
+
+    @property
+    def splits_forward(self) -> bool:
+        """True when `forward_parts` can split this runner's forward (eager torch modules)."""
+        return False
+
+    def forward_parts(self, example_input: torch.Tensor) -> ForwardParts:
+        """The forward as features + head, checked on `example_input` (B, C, H, W); raises
+        ForwardSplitError with the reason when it cannot be split."""
+        raise ForwardSplitError(f"{self.info.backend} runs its forward as one call (not an eager torch module)")
 
     @abstractmethod
     def run(self, batch: torch.Tensor) -> torch.Tensor:

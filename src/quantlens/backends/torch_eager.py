@@ -23,6 +23,7 @@ from torch import nn
 from quantlens.backends.base import (
     Backend,
     BackendError,
+    ForwardParts,
     OperatorProfile,
     OpTiming,
     Runner,
@@ -117,6 +118,20 @@ class TorchEagerRunner(Runner):
         time a model's feature extractor and classifier head as separate stages)."""
         return TorchEagerRunner(module, self.info, device=self.device, autocast_dtype=self.autocast_dtype,
                                 channels_last=self.channels_last, splittable=False)
+
+    @property
+    def splits_forward(self) -> bool:
+        return self.splittable
+
+    def forward_parts(self, example_input: torch.Tensor) -> ForwardParts:
+        """Features (raw output: bf16/fp16 under autocast, as the model hands it on) and head (float32
+        logits), both run like this runner; cut by `torch_split.split_at_last_linear`."""
+        if not self.splittable:
+            return super().forward_parts(example_input)
+        from quantlens.backends.torch_split import split_at_last_linear  # torch.fx, only when splitting
+
+        features, head, description = split_at_last_linear(self.module, example_input[:2].to(self.device))
+        return ForwardParts(self.derive(features).run_raw, self.derive(head).run, description)
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

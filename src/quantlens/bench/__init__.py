@@ -9,11 +9,14 @@
 
     comparison = run_interleaved({"fp32": run_fp32, "int8": run_int8})
     comparison.speedup("fp32", "int8")                    # ratio of medians with a bootstrap CI
+    comparison.notes                                      # caveats as data; comparison.warn() for warnings
 
-Nothing here imports torch; memory helpers import it only when asked about CUDA or a module.
+Nothing here imports torch; memory helpers import it only when asked about CUDA or a module. The
+benchmark of a model on real backends (a session, its typed results) is `quantlens.bench.suite`.
 """
 
 from quantlens.bench.compare import (
+    BenchmarkNote,
     BenchmarkWarning,
     Comparison,
     DifferentMachinesWarning,
@@ -41,7 +44,7 @@ from quantlens.bench.stats import NOISY_ROBUST_CV, Speedup, Summary, bootstrap_c
 from quantlens.bench.timing import TimingResult, choose_inner_loops, empty_call_overhead, time_callable
 
 __all__ = [
-    "NOISY_ROBUST_CV", "BenchmarkRecord", "BenchmarkWarning", "Comparison", "CudaPeak",
+    "NOISY_ROBUST_CV", "BenchmarkNote", "BenchmarkRecord", "BenchmarkWarning", "Comparison", "CudaPeak",
     "DifferentMachinesWarning", "FileSizes", "FixedIterations", "InterleavePlan", "MinDuration",
     "ModuleBytes", "NoisyRunWarning", "PeakRss", "Speedup", "StageTimer", "StageTimings", "Summary",
     "TimingPlan", "TimingResult", "WarmupPolicy", "bootstrap_ci", "choose_inner_loops",

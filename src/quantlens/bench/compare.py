@@ -6,14 +6,17 @@ B. `run_interleaved` alternates between the candidates in rounds, a few samples 
 so drift and bursts of noise fall on all of them alike.
 
 Records measured on different machines are not comparable: `compare_records` refuses them
-unless the caller says `allow_different_machines=True`, and then says so in a warning and in
-the result.
+unless the caller says `allow_different_machines=True`, and then says so in the result.
+
+Caveats (a noisy run, different machines, a warm-up that never settled) are `BenchmarkNote`s on
+the `Comparison`, never printed or warned from here: whoever shows the result prints them, and
+`Comparison.warn()` issues them as Python warnings for callers that want those.
 """
 
 from __future__ import annotations
 
+import json
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,9 +26,25 @@ from typing import Any, Literal
 import numpy as np
 
 from quantlens.atomic import write_json
+from quantlens.bench.notes import (  # noqa: F401  (the warning classes are re-exported from here)
+    BenchmarkNote,
+    BenchmarkWarning,
+    DifferentMachinesWarning,
+    NoisyRunWarning,
+    issue_warnings,
+)
 from quantlens.bench.plan import WarmupPolicy
 from quantlens.bench.record import UNKNOWN_MACHINE, BenchmarkRecord, iso_utc
-from quantlens.bench.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, NOISY_ROBUST_CV, Speedup, speedup
+from quantlens.bench.stats import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    NOISY_ROBUST_CV,
+    ROBUST_CV_READABLE_UP_TO,
+    Speedup,
+    describe_spread,
+    speedup,
+)
 from quantlens.bench.timing import make_sampler, warm_up
 from quantlens.environment import capture_environment
 from quantlens.errors import QuantlensError
@@ -33,24 +52,14 @@ from quantlens.errors import QuantlensError
 _NS_PER_S = 1_000_000_000
 MAX_ROUNDS = 100_000
 MAX_SAMPLES_PER_ROUND = 10_000
-
-
-class BenchmarkWarning(UserWarning):
-    """Something makes a benchmark comparison less trustworthy than it looks."""
-
-
-class NoisyRunWarning(BenchmarkWarning):
-    """A candidate's samples spread more than `noise_threshold` (robust CV)."""
-
-
-class DifferentMachinesWarning(BenchmarkWarning):
-    """Records from different machines were compared (allowed explicitly)."""
+SCHEMA = "quantlens.benchmark_comparison"
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
 class Comparison:
     """Records of the candidates and all pairwise speedups (earlier candidate as the pair's
-    baseline; the comparison's baseline comes first). `notes` repeats the warnings in words."""
+    baseline; the comparison's baseline comes first), with its caveats as `notes`."""
 
     records: Mapping[str, BenchmarkRecord]
     baseline: str
@@ -59,7 +68,7 @@ class Comparison:
     noise_threshold: float
     different_machines: bool
     machine_fingerprints: Mapping[str, str]
-    notes: tuple[str, ...]
+    notes: tuple[BenchmarkNote, ...]
     round_orders: tuple[tuple[str, ...], ...] = ()  # execution order per round, when interleaved
 
     @property
@@ -78,20 +87,62 @@ class Comparison:
         raise QuantlensError(f"no speedup between {baseline!r} and {candidate!r} "
                              f"(candidates: {', '.join(self.records)})")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def warn(self, *, stacklevel: int = 2) -> None:
+        """Issue the notes as Python warnings (NoisyRunWarning, DifferentMachinesWarning ...)."""
+        issue_warnings(self.notes, stacklevel=stacklevel + 1)
+
+    def to_dict(self, *, records: bool = True) -> dict[str, Any]:
+        """Plain JSON data; `records=False` leaves the records out (a report that holds them
+        already passes them back to `from_dict`)."""
+        data: dict[str, Any] = {
+            "schema": SCHEMA, "version": SCHEMA_VERSION,
             "baseline": self.baseline, "candidates": list(self.records),
             "speedups": [pair.to_dict() for pair in self.speedups],
             "noisy": dict(self.noisy), "noise_threshold": self.noise_threshold,
             "different_machines": self.different_machines,
             "machine_fingerprints": dict(self.machine_fingerprints),
-            "notes": list(self.notes), "round_orders": [list(order) for order in self.round_orders],
-            "records": {name: record.to_dict() for name, record in self.records.items()},
+            "notes": [note.to_dict() for note in self.notes],
+            "round_orders": [list(order) for order in self.round_orders],
         }
+        if records:
+            data["records"] = {name: record.to_dict() for name, record in self.records.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *,
+                  records: Mapping[str, BenchmarkRecord] | None = None) -> Comparison:
+        """Inverse of `to_dict`; `records` stands in for the data's own (see `to_dict`)."""
+        if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
+            raise QuantlensError(f"not a quantlens comparison (expected schema {SCHEMA!r})")
+        if data.get("version") != SCHEMA_VERSION:
+            raise QuantlensError(f"comparison version {data.get('version')!r} is not supported "
+                                 f"(this quantlens reads version {SCHEMA_VERSION})")
+        try:
+            if records is None:
+                records = {name: BenchmarkRecord.from_dict(record) for name, record in data["records"].items()}
+            ordered = {name: records[name] for name in data["candidates"]}
+            return cls(records=MappingProxyType(ordered), baseline=data["baseline"],
+                       speedups=tuple(Speedup.from_dict(pair) for pair in data["speedups"]),
+                       noisy=MappingProxyType({str(k): bool(v) for k, v in data["noisy"].items()}),
+                       noise_threshold=float(data["noise_threshold"]),
+                       different_machines=bool(data["different_machines"]),
+                       machine_fingerprints=MappingProxyType(dict(data["machine_fingerprints"])),
+                       notes=tuple(BenchmarkNote.from_dict(note) for note in data["notes"]),
+                       round_orders=tuple(tuple(order) for order in data.get("round_orders", ())))
+        except KeyError as missing:
+            raise QuantlensError(f"comparison is missing the field {missing}") from None
 
     def save(self, path: str | Path) -> Path:
         """Write the comparison (records included) as JSON, atomically."""
         return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Comparison:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise QuantlensError(f"cannot read comparison {path}: {error}") from None
+        return cls.from_dict(data)
 
 
 def compare_records(records: Sequence[BenchmarkRecord], *, baseline: str | None = None,
@@ -102,7 +153,8 @@ def compare_records(records: Sequence[BenchmarkRecord], *, baseline: str | None 
     machine check for records measured earlier. `baseline` defaults to the first record.
 
     Raises QuantlensError when the records come from different machines (or one has no machine
-    fingerprint) unless `allow_different_machines=True`; then a DifferentMachinesWarning is issued.
+    fingerprint) unless `allow_different_machines=True`; then the result says so in a note (a
+    DifferentMachinesWarning from `Comparison.warn()`).
     """
     records = list(records)
     if len(records) < 2:
@@ -120,7 +172,7 @@ def compare_records(records: Sequence[BenchmarkRecord], *, baseline: str | None 
         raise QuantlensError(f"noise_threshold must be positive, got {noise_threshold}")
     ordered = [r for r in records if r.name == baseline] + [r for r in records if r.name != baseline]
 
-    notes: list[str] = []
+    notes: list[BenchmarkNote] = []
     fingerprints = {r.name: r.machine_fingerprint for r in ordered}
     different = len(set(fingerprints.values())) > 1 or UNKNOWN_MACHINE in fingerprints.values()
     if different:
@@ -130,19 +182,20 @@ def compare_records(records: Sequence[BenchmarkRecord], *, baseline: str | None 
                 f"these records come from different machines (or one lacks a machine fingerprint) "
                 f"({detail}); their timings are not comparable. Pass allow_different_machines=True "
                 f"to compare them anyway")
-        message = f"comparing records from different machines ({detail}): differences may be the machines'"
-        notes.append(message)
-        warnings.warn(message, DifferentMachinesWarning, stacklevel=2)
+        notes.append(BenchmarkNote("different_machines", f"comparing records from different machines ({detail}): "
+                                                         f"differences may be the machines'"))
 
     noisy = {r.name: r.is_noisy(noise_threshold) for r in ordered}
     for record in ordered:
         if noisy[record.name]:
-            message = (f"{record.name!r} is noisy: robust CV {record.summary.robust_cv:.1%} exceeds "
-                       f"{noise_threshold:.0%}; the machine was probably busy, re-run on a quiet one")
-            notes.append(message)
-            warnings.warn(message, NoisyRunWarning, stacklevel=2)
+            spread = describe_spread(record.summary)
+            if record.summary.robust_cv <= ROBUST_CV_READABLE_UP_TO:  # a readable percentage: say the limit
+                spread += f" exceeds {noise_threshold:.0%}"
+            notes.append(BenchmarkNote("noisy", f"{record.name!r} is noisy: {spread}; the machine was probably "
+                                                f"busy, re-run on a quiet one", backend=record.name))
         if not record.steady_state_reached and record.timing_plan.get("warmup", {}).get("until_steady", False):
-            notes.append(f"{record.name!r}: warm-up hit its cap before the timings settled")
+            notes.append(BenchmarkNote("warmup", f"{record.name!r}: warm-up hit its cap before the timings settled",
+                                       backend=record.name))
 
     pairs = []
     for i, first in enumerate(ordered):
@@ -218,12 +271,14 @@ def run_interleaved(candidates: Mapping[str, Callable[[], object]], plan: Interl
                     batch_size: int = 1, item_unit: str = "item",
                     metadata: Mapping[str, Mapping[str, Any]] | None = None,
                     environment: Mapping[str, Any] | None = None,
-                    noise_threshold: float = NOISY_ROBUST_CV) -> Comparison:
+                    noise_threshold: float = NOISY_ROBUST_CV,
+                    on_round: Callable[[int], object] | None = None) -> Comparison:
     """Time the candidates (name -> zero-argument callable) interleaved, one record each.
 
     `plan` defaults to `InterleavePlan()` (20 shuffled rounds of 5 samples, steady-state warm-up);
     `metadata` maps candidate names to their record's metadata (backend, precision ...);
-    `environment` defaults to one `capture_environment()` shared by all records.
+    `environment` defaults to one `capture_environment()` shared by all records; `on_round(i)`
+    is called after round i (0-based), between samples, e.g. to advance a progress bar.
     """
     plan = InterleavePlan() if plan is None else plan
     if not isinstance(plan, InterleavePlan):
@@ -249,12 +304,14 @@ def run_interleaved(candidates: Mapping[str, Callable[[], object]], plan: Interl
     started_at = time.time()
     warmups = {name: warm_up(samplers[name], plan.warmup) for name in names}
     kept: dict[str, list[int]] = {name: [] for name in names}
-    for order in orders:
+    for index, order in enumerate(orders):
         for name in order:
             sample = samplers[name]
             for _ in range(plan.discard_per_round):
                 sample()
             kept[name].extend(sample() for _ in range(plan.samples_per_round))
+        if on_round is not None:
+            on_round(index)
     finished_at = time.time()
 
     per_call = float(plan.inner_loops * _NS_PER_S)

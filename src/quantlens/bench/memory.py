@@ -68,6 +68,16 @@ class PeakRss:
                 "final_bytes": self.final_bytes, "increase_bytes": self.increase_bytes, "exact": self.exact,
                 "samples_taken": self.samples_taken, "interval_s": self.interval_s}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PeakRss:
+        """Inverse of `to_dict` ("increase_bytes" is derived, and ignored)."""
+        try:
+            return cls(baseline_bytes=int(data["baseline_bytes"]), peak_bytes=int(data["peak_bytes"]),
+                       final_bytes=int(data["final_bytes"]), exact=bool(data["exact"]),
+                       samples_taken=int(data["samples_taken"]), interval_s=float(data["interval_s"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise QuantlensError(f"not a peak-RSS figure: {error}") from None
+
 
 def measure_peak_rss(fn: Callable[[], object], *, interval_s: float = 0.001) -> tuple[object, PeakRss]:
     """Call `fn()` once; return its result and the RSS figures around it (see module docstring).
@@ -122,6 +132,21 @@ class CudaPeak:
     @property
     def increase_bytes(self) -> int:
         return max(0, self.peak_allocated_bytes - self.baseline_allocated_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "baseline_allocated_bytes": self.baseline_allocated_bytes,
+                "peak_allocated_bytes": self.peak_allocated_bytes, "peak_reserved_bytes": self.peak_reserved_bytes,
+                "increase_bytes": self.increase_bytes}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CudaPeak:
+        """Inverse of `to_dict` ("increase_bytes" is derived, and ignored)."""
+        try:
+            return cls(device=str(data["device"]), baseline_allocated_bytes=int(data["baseline_allocated_bytes"]),
+                       peak_allocated_bytes=int(data["peak_allocated_bytes"]),
+                       peak_reserved_bytes=int(data["peak_reserved_bytes"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise QuantlensError(f"not a CUDA peak-memory figure: {error}") from None
 
 
 def cuda_available() -> bool:

@@ -15,35 +15,30 @@ p90/p95/p99, min, max, std, IQR and bootstrap CIs of the median and the mean. Th
 inside the same loop as the total, so the sum of the stages falls short of the total only by the
 timer's bookkeeping (well under a percent for stages of a millisecond).
 
-How the forward pass is split: the model is traced with torch.fx; the last `nn.Linear` called is
-taken as the classifier head, and the graph is cut at its input. Everything from that Linear on is
-the head, everything before it the feature extractor. The cut is refused (and the forward stays one
-stage, with the reason recorded) when the model cannot be traced (data-dependent control flow),
-has no nn.Linear (a 1x1-conv classifier), uses the functional `F.linear` for its head, or when
-the ops after the head read any tensor of the trunk other than the head's input (e.g. a
-skip connection into the logits). The two halves are checked: head(features(x)) must equal
-model(x). Only eager torch runners split; compiled, quantized and non-torch runners time
-"forward" as a whole.
+How the forward pass is split is the runner's business: a runner that can time its feature
+extractor and classifier head apart says so (`Runner.splits_forward`) and hands them out
+(`Runner.forward_parts`; eager torch runners cut at the input of the last nn.Linear, see
+`quantlens.backends.torch_split`). Compiled, quantized and non-torch runners time "forward" as a
+whole, and the reason is recorded.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import fx, nn
 
-from quantlens.backends.base import Runner
-from quantlens.backends.torch_eager import TorchEagerRunner
+from quantlens.backends.base import ForwardParts, ForwardSplitError, Runner
+from quantlens.backends.torch_split import split_at_last_linear  # noqa: F401  (re-exported)
 from quantlens.bench.plan import TimingPlan
 from quantlens.bench.record import BenchmarkRecord
-from quantlens.bench.stages import StageTimer, StageTimings, time_stages
+from quantlens.bench.stages import StageTimer, time_stages
 from quantlens.bench.stats import Summary, summarize
 from quantlens.data.decode import IMAGE_EXTENSIONS, decode_image
 from quantlens.data.synthetic import smooth_random_images
@@ -54,8 +49,10 @@ BASE_STAGES = ("decode", "transform", "features", "head", "forward", "postproces
 DERIVED_STAGES = {"preprocess": ("decode", "transform"), "forward": ("features", "head")}
 
 
-class SplitError(QuantlensError):
-    """A model cannot be split into feature extractor and classifier head (the message says why)."""
+# A model that cannot be split into feature extractor and classifier head (the message says why).
+SplitError = ForwardSplitError
+# The forward as two timed stages (the runner's own device, autocast and memory format).
+ForwardSplit = ForwardParts
 
 
 # ---- the images a request carries -------------------------------------------------------------
@@ -121,81 +118,17 @@ def decode_item(item: Path | bytes) -> np.ndarray:
     return decode_image(io.BytesIO(item) if isinstance(item, bytes) else item)
 
 
-# ---- splitting a torch model into feature extractor and head ---------------------------------
+# ---- asking the runner for its forward in two parts -------------------------------------------
 
-def _last_linear(traced: fx.GraphModule) -> fx.Node:
-    linears = [n for n in traced.graph.nodes
-               if n.op == "call_module" and isinstance(traced.get_submodule(str(n.target)), nn.Linear)]
-    if not linears:
-        raise SplitError("the traced model calls no nn.Linear module")
-    return linears[-1]
-
-
-def split_at_last_linear(model: nn.Module, example_input: torch.Tensor) -> tuple[fx.GraphModule, fx.GraphModule, str]:
-    """(features, head, description): features(x) is the input of the model's last nn.Linear,
-    head(features(x)) == model(x). Raises SplitError with the reason when the model cannot split."""
+def forward_split(runner: Runner, example_input: torch.Tensor) -> tuple[ForwardParts | None, str]:
+    """(features + head, where the cut is) when the runner can time them apart, else (None, why not)."""
+    if not runner.splits_forward:
+        return None, f"forward not split: {runner.info.backend} runs its forward as one call"
     try:
-        traced = fx.symbolic_trace(model)
-    except fx.proxy.TraceError as error:
-        raise SplitError(f"torch.fx cannot trace the model ({error})") from error
-    linear = _last_linear(traced)
-    feature_node = linear.args[0]
-    if not isinstance(feature_node, fx.Node):
-        raise SplitError("the last nn.Linear's input is not a traced tensor")
-    nodes = list(traced.graph.nodes)
-    head_nodes = nodes[nodes.index(linear):]  # the Linear, what follows it, and the output node
-    head_set = set(head_nodes)
-    for node in head_nodes:
-        for source in node.all_input_nodes:
-            if source not in head_set and source is not feature_node and source.op != "get_attr":
-                raise SplitError(f"the ops after the last Linear also read {source.name!r} from the trunk")
-
-    features_graph = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
-    for node in nodes[:nodes.index(linear)]:
-        env[node] = features_graph.node_copy(node, lambda n: env[n])
-    features_graph.output(env[feature_node])
-    features = fx.GraphModule(traced, features_graph)
-    features.graph.eliminate_dead_code()
-    features.recompile()
-
-    head_graph = fx.Graph()
-    head_env: dict[fx.Node, fx.Node] = {feature_node: head_graph.placeholder("features")}
-    for node in head_nodes:
-        for source in node.all_input_nodes:
-            if source.op == "get_attr" and source not in head_env:
-                head_env[source] = head_graph.node_copy(source, lambda n: head_env[n])
-        head_env[node] = head_graph.node_copy(node, lambda n: head_env[n])
-    head = fx.GraphModule(traced, head_graph)
-    head.graph.eliminate_dead_code()
-    head.recompile()
-
-    with torch.no_grad():
-        expected = model(example_input)
-        got = head(features(example_input))
-    if not torch.allclose(expected, got, rtol=1e-5, atol=1e-6):
-        raise SplitError("head(features(x)) differs from model(x): the cut is not exact")
-    layer = traced.get_submodule(str(linear.target))
-    return features, head, f"cut at the input of {linear.target} ({layer.in_features} -> {layer.out_features})"
-
-
-@dataclass(frozen=True)
-class ForwardSplit:
-    features: Callable[[torch.Tensor], torch.Tensor]
-    head: Callable[[torch.Tensor], torch.Tensor]
-    description: str
-
-
-def forward_split(runner: Runner, example_input: torch.Tensor) -> tuple[ForwardSplit | None, str]:
-    """The runner's forward as two stages, with the runner's own device, autocast and memory
-    format; or (None, why not)."""
-    if not isinstance(runner, TorchEagerRunner) or not runner.splittable:
-        return None, f"forward not split: {runner.info.backend} does not run an eager torch module"
-    try:
-        features, head, description = split_at_last_linear(runner.module, example_input[:2].to(runner.device))
-    except SplitError as error:
+        parts = runner.forward_parts(example_input[:2])
+    except ForwardSplitError as error:
         return None, f"forward not split: {error}"
-    return ForwardSplit(runner.derive(features).run_raw, runner.derive(head).run, description), description
+    return parts, parts.description
 
 
 # ---- the pipeline ---------------------------------------------------------------------------
@@ -204,7 +137,7 @@ class ClassificationPipeline:
     """decode -> transform -> forward (or features + head) -> postprocess, for one request."""
 
     def __init__(self, images: EncodedImages, preprocessing: Preprocessing,
-                 forward: Callable[[torch.Tensor], torch.Tensor], *, split: ForwardSplit | None = None) -> None:
+                 forward: Callable[[torch.Tensor], torch.Tensor], *, split: ForwardParts | None = None) -> None:
         self.images = images
         self.preprocessing = preprocessing
         self.forward = forward
@@ -241,62 +174,98 @@ class ClassificationPipeline:
 
 @dataclass(frozen=True)
 class PipelineTimings:
-    """Per-stage samples of a timed pipeline, the derived groups, and their statistics."""
+    """A timed pipeline: `measured` holds the total per request (seconds, one per timed sample)
+    and, per measured stage, one duration per sample aligned with the total's; the derived groups,
+    the statistics and the shares are computed from it, never stored."""
 
     backend: str
-    timings: StageTimings
-    batch_size: int  # images per request
+    measured: BenchmarkRecord  # named "<backend>/pipeline"; batch_size = images per request
     split_note: str
 
     @property
+    def batch_size(self) -> int:
+        return self.measured.batch_size
+
+    @property
     def split(self) -> bool:
-        return "features" in self.timings.stages
+        return "features" in self.measured.stages
 
     def stage_names(self) -> tuple[str, ...]:
         """Measured stages in pipeline order, then the derived groups and the total."""
-        measured = [s for s in BASE_STAGES if s in self.timings.stages]
+        measured = self.measured_stages()
         derived = [name for name, parts in DERIVED_STAGES.items()
-                   if name not in measured and all(p in self.timings.stages for p in parts)]
+                   if name not in measured and all(p in self.measured.stages for p in parts)]
         return (*measured, *derived, "total")
 
     def measured_stages(self) -> tuple[str, ...]:
         """The stages that partition an iteration (no derived groups, no total)."""
-        return tuple(s for s in BASE_STAGES if s in self.timings.stages)
+        return tuple(s for s in BASE_STAGES if s in self.measured.stages)
 
     def samples(self, stage: str) -> np.ndarray:
-        """Seconds per request of `stage`, one value per timed sample."""
+        """Seconds per request of `stage`, one value per timed sample: (samples,)."""
         if stage == "total":
-            return np.asarray(self.timings.total.samples_s)
-        if stage in self.timings.stages:
-            return np.asarray(self.timings.stages[stage])
+            return self.measured.samples
+        if stage in self.measured.stages:
+            return np.asarray(self.measured.stages[stage])
         parts = DERIVED_STAGES.get(stage)
-        if parts and all(p in self.timings.stages for p in parts):
-            return np.sum([np.asarray(self.timings.stages[p]) for p in parts], axis=0)
+        if parts and all(p in self.measured.stages for p in parts):
+            return np.sum([np.asarray(self.measured.stages[p]) for p in parts], axis=0)
         raise QuantlensError(f"no stage {stage!r} (stages: {', '.join(self.stage_names())})")
 
     def summaries(self) -> dict[str, Summary]:
         return {stage: summarize(self.samples(stage)) for stage in self.stage_names()}
 
+    def mean_shares(self) -> dict[str, float]:
+        """Each stage's mean over the mean total, for every name of `stage_names()`. Means, not
+        medians: means add up (a group's share is the sum of its parts', and the measured stages'
+        shares sum to `accounted_fraction`); medians of parts do not sum to the median of the whole."""
+        total = float(np.mean(self.samples("total")))
+        return {stage: float(np.mean(self.samples(stage))) / total if total > 0 else math.nan
+                for stage in self.stage_names()}
+
+    @property
+    def accounted_fraction(self) -> float:
+        """Sum of the measured stages' mean shares: the part of the mean total inside the stages."""
+        shares = self.mean_shares()
+        return sum(shares[stage] for stage in self.measured_stages())
+
     @property
     def unaccounted_fraction(self) -> float:
         """(mean total - sum of the mean stages) / mean total: the timer's own share."""
-        total = float(np.mean(self.samples("total")))
-        stages = sum(float(np.mean(self.samples(s))) for s in self.measured_stages())
-        return (total - stages) / total if total > 0 else math.nan
+        return 1.0 - self.accounted_fraction
 
-    def record(self, *, metadata: dict[str, Any] | None = None,
-               environment: dict[str, Any] | None = None) -> BenchmarkRecord:
-        return BenchmarkRecord.from_timing(f"{self.backend}/pipeline", self.timings, batch_size=self.batch_size,
-                                           item_unit="image", metadata=metadata, environment=environment)
+    def record(self, *, metadata: Mapping[str, Any] | None = None,
+               environment: Mapping[str, Any] | None = None) -> BenchmarkRecord:
+        """`measured`, with `metadata` / `environment` in place of its own where given."""
+        changes = {key: value for key, value in (("metadata", metadata), ("environment", environment))
+                   if value is not None}
+        return replace(self.measured, **changes) if changes else self.measured
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "batch_size": self.batch_size, "split": self.split,
-                "split_note": self.split_note, "unaccounted_fraction": self.unaccounted_fraction,
-                "stages": {name: summary.to_dict() for name, summary in self.summaries().items()}}
+        """Plain JSON data: the record, then derived values for readers (ignored by `from_dict`)."""
+        shares = self.mean_shares()
+        return {"backend": self.backend, "split_note": self.split_note, "record": self.measured.to_dict(),
+                "batch_size": self.batch_size, "split": self.split,
+                "accounted_fraction": self.accounted_fraction, "unaccounted_fraction": self.unaccounted_fraction,
+                "stages": {name: {**summary.to_dict(), "mean_share": shares[name]}
+                           for name, summary in self.summaries().items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PipelineTimings:
+        try:
+            return cls(backend=data["backend"], measured=BenchmarkRecord.from_dict(data["record"]),
+                       split_note=data["split_note"])
+        except KeyError as missing:
+            raise QuantlensError(f"pipeline timings are missing the field {missing}") from None
 
 
 def time_pipeline(pipeline: ClassificationPipeline, plan: TimingPlan, *, backend: str,
-                  synchronize: Callable[[], object] | None = None, split_note: str = "") -> PipelineTimings:
-    """Time `pipeline` with `plan` (warm-up included), stage by stage."""
+                  synchronize: Callable[[], object] | None = None, split_note: str = "",
+                  metadata: Mapping[str, Any] | None = None,
+                  environment: Mapping[str, Any] | None = None) -> PipelineTimings:
+    """Time `pipeline` with `plan` (warm-up included), stage by stage; `environment` defaults to
+    `capture_environment()` taken now."""
     timings = time_stages(pipeline.step, plan, synchronize=synchronize)
-    return PipelineTimings(backend=backend, timings=timings, batch_size=len(pipeline.images), split_note=split_note)
+    measured = BenchmarkRecord.from_timing(f"{backend}/pipeline", timings, batch_size=len(pipeline.images),
+                                           item_unit="image", metadata=metadata, environment=environment)
+    return PipelineTimings(backend=backend, measured=measured, split_note=split_note)

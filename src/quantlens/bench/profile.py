@@ -19,16 +19,30 @@ profiler's own overhead; trust the shares and ratios more than the milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from quantlens.atomic import write_json
 from quantlens.backends.base import OperatorProfile, Runner, cpu_has_int8_dot_product
 from quantlens.backends.op_categories import is_compute_op, op_category
+from quantlens.errors import QuantlensError
 
 CATEGORIES = ("int8", "float", "conversion", "other")
+SCHEMA = "quantlens.profile_comparison"
+SCHEMA_VERSION = 1
+
+
+def _read(what: str, build: Any, data: Mapping[str, Any]) -> Any:
+    """`build(data)`, with a missing or mistyped field reported as a QuantlensError naming `what`."""
+    try:
+        return build(data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise QuantlensError(f"not {what}: {type(error).__name__} {error}") from None
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,13 @@ class OpRow:
         return {"op_type": self.op_type, "category": self.category, "seconds": self.seconds, "calls": self.calls,
                 "share": self.share, "input_dtypes": list(self.input_dtypes),
                 "implementations": list(self.implementations), "compute": self.compute}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OpRow:
+        return _read("an operator row", lambda d: cls(
+            op_type=d["op_type"], category=d["category"], seconds=float(d["seconds"]), calls=float(d["calls"]),
+            share=float(d["share"]), input_dtypes=tuple(d["input_dtypes"]),
+            implementations=tuple(d["implementations"]), compute=bool(d["compute"])), data)
 
 
 @dataclass(frozen=True)
@@ -87,6 +108,13 @@ class OperatorBreakdown:
                 "compute_seconds": self.compute_seconds,
                 "float_ops_in_int8": [row.op_type for row in self.float_rows()],
                 "rows": [row.to_dict() for row in self.rows]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OperatorBreakdown:
+        """Inverse of `to_dict`; the totals are derived from the rows, and ignored."""
+        return _read("an operator breakdown", lambda d: cls(
+            backend=d["backend"], precision=d["precision"], batch_size=int(d["batch_size"]), runs=int(d["runs"]),
+            source=d["source"], rows=tuple(OpRow.from_dict(row) for row in d["rows"])), data)
 
 
 def breakdown(profile: OperatorProfile, precision: str) -> OperatorBreakdown:
@@ -169,6 +197,28 @@ def explain(baseline: OperatorBreakdown, candidate: OperatorBreakdown) -> tuple[
 
 
 @dataclass(frozen=True)
+class SideBySideRow:
+    """One operator type in both profiles (0 s and "" category where a profile lacks it)."""
+
+    op_type: str
+    baseline_seconds: float  # per model call
+    baseline_share: float
+    baseline_category: str
+    candidate_seconds: float
+    candidate_share: float
+    candidate_category: str
+    float_in_int8: bool  # the candidate is an INT8 model and runs this operator in float
+
+    @property
+    def category(self) -> str:
+        """The candidate's category (else the baseline's); "FLOAT inside INT8" when it applies."""
+        return "FLOAT inside INT8" if self.float_in_int8 else (self.candidate_category or self.baseline_category)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class ProfileComparison:
     """Two breakdowns side by side and the explanation of their difference."""
 
@@ -176,7 +226,7 @@ class ProfileComparison:
     candidate: OperatorBreakdown
     explanation: tuple[str, ...]
 
-    def side_by_side(self) -> list[dict[str, Any]]:
+    def side_by_side(self) -> list[SideBySideRow]:
         """One row per operator type (union of both), slowest in either first. Operator names of
         two runtimes rarely match (aten::conv2d vs QLinearConv); rows line up where they do."""
         def by_type(breakdown_: OperatorBreakdown) -> dict[str, OpRow]:
@@ -191,19 +241,38 @@ class ProfileComparison:
         table = []
         for name in names:
             b, c = base.get(name), cand.get(name)
-            table.append({
-                "op_type": name,
-                "baseline_seconds": b.seconds if b else 0.0, "baseline_share": b.share if b else 0.0,
-                "baseline_category": b.category if b else "",
-                "candidate_seconds": c.seconds if c else 0.0, "candidate_share": c.share if c else 0.0,
-                "candidate_category": c.category if c else "",
-                "float_in_int8": bool(c and self.candidate.is_int8 and c.category == "float"),
-            })
+            table.append(SideBySideRow(
+                op_type=name, baseline_seconds=b.seconds if b else 0.0, baseline_share=b.share if b else 0.0,
+                baseline_category=b.category if b else "", candidate_seconds=c.seconds if c else 0.0,
+                candidate_share=c.share if c else 0.0, candidate_category=c.category if c else "",
+                float_in_int8=bool(c and self.candidate.is_int8 and c.category == "float")))
         return table
 
     def to_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline.to_dict(), "candidate": self.candidate.to_dict(),
-                "explanation": list(self.explanation), "side_by_side": self.side_by_side()}
+        """Plain JSON data; "side_by_side" is derived (for readers), and ignored by `from_dict`."""
+        return {"schema": SCHEMA, "version": SCHEMA_VERSION, "baseline": self.baseline.to_dict(),
+                "candidate": self.candidate.to_dict(), "explanation": list(self.explanation),
+                "side_by_side": [row.to_dict() for row in self.side_by_side()]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProfileComparison:
+        if not isinstance(data, Mapping) or data.get("schema") != SCHEMA or data.get("version") != SCHEMA_VERSION:
+            raise QuantlensError(f"not a quantlens profile comparison (expected schema {SCHEMA!r}, "
+                                 f"version {SCHEMA_VERSION})")
+        return _read("a profile comparison", lambda d: cls(
+            baseline=OperatorBreakdown.from_dict(d["baseline"]), candidate=OperatorBreakdown.from_dict(d["candidate"]),
+            explanation=tuple(d["explanation"])), data)
+
+    def save(self, path: str | Path) -> Path:
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> ProfileComparison:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise QuantlensError(f"cannot read profile comparison {path}: {error}") from None
+        return cls.from_dict(data)
 
 
 def compare_profiles(baseline: OperatorBreakdown, candidate: OperatorBreakdown) -> ProfileComparison:

@@ -181,8 +181,9 @@ class BenchmarkRecord:
         return fingerprint if isinstance(fingerprint, str) and fingerprint else UNKNOWN_MACHINE
 
     def is_noisy(self, threshold: float = NOISY_ROBUST_CV) -> bool:
-        """True when the samples' robust CV exceeds `threshold` (see stats.NOISY_ROBUST_CV)."""
-        return self.summary.robust_cv > threshold
+        """True when the samples' robust CV exceeds `threshold` (see stats.NOISY_ROBUST_CV), or is
+        undefined (a median of 0: the clock cannot resolve the call, so its spread cannot be vouched for)."""
+        return not self.summary.robust_cv <= threshold  # NaN compares False: counted as noisy
 
     # ---- JSON ------------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ loading it from JSON equals the one computed when it was measured).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -45,6 +45,14 @@ Statistic = Literal["median", "mean"]
 # spread at which pyperf warns that a benchmark "seems unstable" (std > 10 % of mean); robust, so
 # that a handful of outliers (a GC pause, one page fault) does not trip it.
 NOISY_ROBUST_CV = 0.10
+
+# The robust CV reads as "the spread around a typical sample" only up to about 100 %. Beyond it
+# the IQR spans two populations, samples that ran and samples that were stalled (a core taken by
+# another process while torch's OpenMP threads wait at a barrier for it, a page-in), and the
+# figure becomes the stall's length over the call's: a 0.15 ms call stalled for ~90 ms in over a
+# quarter of its samples has a robust CV of ~46 000 %. True, but not a spread anyone can read, so
+# above this bound `describe_spread` gives the quartiles instead of the percentage.
+ROBUST_CV_READABLE_UP_TO = 1.0
 
 
 def as_samples(samples: Sequence[float] | np.ndarray, *, what: str = "samples") -> np.ndarray:
@@ -171,6 +179,24 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator != 0 else math.nan
 
 
+def _three_digits(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def describe_spread(summary: Summary, *, scale: float = 1e3, unit: str = "ms") -> str:
+    """The spread of the samples in words, for notes: "robust CV 4.2%"; past
+    ROBUST_CV_READABLE_UP_TO, the quartiles that make the figure (samples times `scale` in `unit`);
+    for a median of 0 (calls below the clock's resolution), that the CV is undefined."""
+    cv = summary.robust_cv
+    if not math.isfinite(cv):
+        return "robust CV undefined: the median sample is 0 (below the clock's resolution)"
+    if cv <= ROBUST_CV_READABLE_UP_TO:
+        return f"robust CV {cv:.1%}"
+    return (f"a quarter of the samples took {_three_digits(summary.q3 * scale)} {unit} or more against a median "
+            f"of {_three_digits(summary.median * scale)} {unit} ({summary.q3 / summary.median:.0f}x): calls were "
+            f"stalled, not merely spread (robust CV over {ROBUST_CV_READABLE_UP_TO:.0%})")
+
+
 def summarize(samples: Sequence[float] | np.ndarray, *, confidence: float = DEFAULT_CONFIDENCE,
               resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> Summary:
     """Descriptive statistics plus bootstrap CIs of the median and the mean."""
@@ -216,6 +242,16 @@ class Speedup:
     def to_dict(self) -> dict[str, object]:
         return {"baseline": self.baseline, "candidate": self.candidate, "ratio": self.ratio,
                 "ci": self.ci, "confidence": self.confidence, "significant": self.significant}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Speedup:
+        """Inverse of `to_dict` ("significant" is derived, and ignored)."""
+        try:
+            low, high = data["ci"]
+            return cls(baseline=data["baseline"], candidate=data["candidate"], ratio=float(data["ratio"]),
+                       ci=(float(low), float(high)), confidence=float(data["confidence"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise QuantlensError(f"not a speedup: {error}") from None
 
 
 def speedup(baseline: Sequence[float] | np.ndarray, candidate: Sequence[float] | np.ndarray, *,

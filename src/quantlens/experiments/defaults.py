@@ -18,7 +18,7 @@ DEFAULT_EXPERIMENT = {
         {"format": "int8"},
         {"format": "fp8_e4m3"},
         {"format": "fp8_e5m2"},
-        {"format": "int4", "input_format": "int8", "name": "int4 weights, int8 inputs"},
+        {"format": "int4", "inputs": {"format": "int8"}, "name": "int4 weights, int8 inputs"},
         {"format": "mxfp4"},
         {"format": "nvfp4"},
     ],

@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 
 from quantlens import events
+from quantlens.bench.suite import BenchmarkReport
 from quantlens.data import PreparedData, load_source
 from quantlens.errors import ConfigError, QuantlensError, naming_field
 from quantlens.experiments.bench_stage import run_benchmark_stage
-from quantlens.experiments.benchmarking import BenchmarkReport
 from quantlens.experiments.check import check_weights
 from quantlens.experiments.record import RunRecord, prepare_run_root
 from quantlens.experiments.sampling import (
@@ -138,4 +138,6 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
             reporter(record, outcome)
         record.note(data=source.spec, model=spec.model.name, eval_split=split_name, n_skipped_files=len(source.skipped))
     outcome.run_dir = record.dir
+    if outcome.benchmark is not None:  # its paths were resolved in the .partial folder
+        outcome.benchmark = outcome.benchmark.relocated(record.dir)
     return outcome

@@ -31,7 +31,7 @@ class LayerKind:
     quantize_inputs: False where quantizing the input by default would model something no
         deployment does: grid-preserving operations (ReLU, max-pool), whose input is re-quantized
         by the next consumer anyway, and BatchNorm, which folds into the convolution before it.
-        An override that sets input_mode/input_format for the type turns it on.
+        An override that sets inputs.mode/inputs.format for the type turns it on.
     matmul: a dot-product layer (convolution, linear, matmul) whose inputs are the operands
         low-precision hardware multiplies; recipes with `input_ops: matmul` quantize only these.
     """

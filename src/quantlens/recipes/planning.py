@@ -2,8 +2,8 @@
 
 Selection order for each layer of a registered type: include globs, exclude globs, the first/last
 weighted layer switches, `input_ops` (which layer types quantize their inputs by default), then
-overrides in order (matched by name glob and/or module type; the last match wins; `skip` leaves
-the layer in float).
+overrides in order (matched by name glob and/or module type; each merges its recipe fields into
+the layer's recipes, so a later match wins field by field; `skip` leaves the layer in float).
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
 from torch import nn
 
 from quantlens.nn.registry import LayerKind, kind_of
 from quantlens.nn.spec import LayerPlan, TensorSpec
 from quantlens.nn.wrapper import QuantWrapper
 from quantlens.recipes.quantization import QuantizationConfig
+from quantlens.recipes.tensor import TensorRecipe
 
 
 @dataclass
@@ -28,14 +30,19 @@ class ModelPlan:
     unsupported: list[str] = field(default_factory=list)  # leaf modules with parameters and no quantized form
     # selection keys whose pattern matched no candidate layer, e.g. "include.0", "overrides.1"
     unmatched: dict[str, str] = field(default_factory=dict)  # config field -> what it asked for
+    # overrides each valid alone whose merge on one layer is not, e.g. "overrides.1" -> why
+    conflicts: dict[str, str] = field(default_factory=dict)
     candidates: int = 0  # layers of a quantizable type
 
     def problem(self) -> tuple[str, str] | None:
-        """(config field, why) when the selection is surely a mistake: a pattern matching no layer, or
-        no layer quantized at all (a result labelled with a format would describe a float model)."""
+        """(config field, why) when the selection is surely a mistake: a pattern matching no layer,
+        overrides that merge into an impossible recipe on some layer, or no layer quantized at all (a
+        result labelled with a format would describe a float model)."""
         if self.unmatched:
             where, what = next(iter(self.unmatched.items()))
             return where, f"{what} matches none of the {self.candidates} quantizable layers"
+        if self.conflicts:
+            return next(iter(self.conflicts.items()))
         if not self.layers:
             reasons = sorted(set(self.skipped.values()))
             return "", f"quantizes no layer ({'; '.join(reasons[:3]) or 'no quantizable layer in the model'})"
@@ -48,30 +55,41 @@ def _matches(name: str, module: nn.Module, kind: LayerKind, match: str | None, t
     return type_name is None or type_name in (type(module).__name__, kind.name)
 
 
-def _spec(settings: dict, role: str, cfg: QuantizationConfig) -> TensorSpec | None:
-    mode = settings[f"{role}_mode"]
-    if mode == "none":
+def _spec(recipe: TensorRecipe, cfg: QuantizationConfig) -> TensorSpec | None:
+    if recipe.mode == "none":
         return None
-    return TensorSpec(settings[f"{role}_format"], mode, settings.get(f"{role}_chunk_size", 32), cfg.scale,
-                      static=cfg.calibration == "max", rounding=cfg.rounding, saturate=cfg.overflow == "saturate")
+    return TensorSpec(recipe.format, recipe.mode, recipe.block_size, recipe.scale,
+                      static=recipe.observer != "dynamic", rounding=recipe.rounding,
+                      saturate=cfg.overflow == "saturate")
 
 
-def _layer_plan(name: str, module: nn.Module, kind: LayerKind, cfg: QuantizationConfig) -> LayerPlan | str:
-    """The plan of one layer, or the reason it stays in float."""
-    settings = cfg.model_dump()
+def _layer_plan(name: str, module: nn.Module, kind: LayerKind, cfg: QuantizationConfig,
+                conflicts: dict[str, str]) -> LayerPlan | str:
+    """The plan of one layer, or the reason it stays in float (a conflict of overrides is recorded in
+    `conflicts` and leaves the layer in float)."""
+    recipes = cfg.recipes()
     inputs_asked = False
-    for override in cfg.overrides:
+    merged: list[str] = []  # the overrides merged so far, for messages
+    for i, override in enumerate(cfg.overrides):
         if _matches(name, module, kind, override.match, override.type):
             if override.skip:
                 return f"override (match={override.match}, type={override.type}) skips it"
-            changes = override.settings()
-            settings.update(changes)
-            inputs_asked = inputs_asked or "input_mode" in changes or "input_format" in changes
-    weights = _spec(settings, "weight", cfg) if kind.weight_params else None
+            try:
+                recipes = override.apply(recipes)
+            except ValidationError as exc:  # each override alone was checked when the config was built
+                error = exc.errors()[0]
+                role = ".".join(str(p) for p in error["loc"])
+                why = str(error["msg"]).removeprefix("Value error, ")
+                conflicts.setdefault(f"overrides.{i}", f"merged after {', '.join(merged)} on layer {name!r}, "
+                                                       f"gives {role} an impossible recipe ({why})")
+                return "conflicting overrides"
+            merged.append(f"overrides.{i}")
+            inputs_asked = inputs_asked or override.turns_on_inputs
+    weights = _spec(recipes["weights"], cfg) if kind.weight_params else None
     inputs_by_default = kind.quantize_inputs and (cfg.input_ops == "all" or kind.matmul)
-    inputs = _spec(settings, "input", cfg) if inputs_by_default or inputs_asked else None
-    norm = _spec(settings, "bn", cfg) if kind.norm_params else None
-    return LayerPlan(weights=weights, inputs=inputs, outputs=_spec(settings, "act", cfg), norm=norm)
+    inputs = _spec(recipes["inputs"], cfg) if inputs_by_default or inputs_asked else None
+    norm = _spec(recipes["norm"], cfg) if kind.norm_params else None
+    return LayerPlan(weights=weights, inputs=inputs, outputs=_spec(recipes["outputs"], cfg), norm=norm)
 
 
 def plan_layers(model: nn.Module, cfg: QuantizationConfig) -> ModelPlan:
@@ -101,7 +119,7 @@ def plan_layers(model: nn.Module, cfg: QuantizationConfig) -> ModelPlan:
         elif name == last and not cfg.quantize_last_layer:
             plan.skipped[name] = "last layer (quantize_last_layer: false)"
         else:
-            result = _layer_plan(name, module, kind, cfg)
+            result = _layer_plan(name, module, kind, cfg, plan.conflicts)
             if isinstance(result, str):
                 plan.skipped[name] = result
             elif result.active:

@@ -1,56 +1,64 @@
 """The simulated-quantization recipe: which tensors of which layers get which number format.
 
-Four tensor roles are set separately: weights (`weight_*`), layer inputs (`input_*`), layer
-outputs (`act_*`) and normalisation parameters with BatchNorm running statistics (`bn_*`). Each
-has a format (default: `format`), a mode (`none`, `tensor`, `channel`, `block`) and a block size
-(`*_chunk_size`); `input_ops: matmul` limits input quantization to convolutions, linear layers
-and matmuls. Layer selection: `include`/`exclude` globs on layer names, `quantize_first_layer`
-/ `quantize_last_layer`, and `overrides` that change any setting for layers matched by name glob
-or module type (the last matching override wins).
+One tensor recipe per role (`quantlens.recipes.tensor`): `weights`, `inputs` (layer inputs),
+`outputs` (layer outputs; off by default) and `norm` (normalisation parameters with BatchNorm
+running statistics; off by default). A role's format defaults to the entry's `format`; a block
+format brings its block mode and size. Entry-wide settings: `input_ops` (`matmul` limits input
+quantization to convolutions, linear layers and matmuls), `calibration_samples`, `overflow`, and
+layer selection: `include`/`exclude` globs on layer names, `quantize_first_layer` /
+`quantize_last_layer`, and `overrides` that change any recipe field for the layers they match by
+name glob or module type (merged field by field, in order: a later match wins).
+
+Version 2; version-1 entries (flat `weight_mode`, `input_format`, ... keys) are read through
+`quantlens.recipes.migration`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from quantlens.errors import QuantlensError
-from quantlens.formats import BlockFormat, get_format
 from quantlens.recipes.base import Block
+from quantlens.recipes.migration import migrate_quantization_entry
+from quantlens.recipes.tensor import (
+    RECIPE_CLASSES,
+    NormPatch,
+    NormRecipe,
+    RecipePatch,
+    TensorRecipe,
+    check_format,
+)
 
-Mode = Literal["none", "tensor", "channel", "block"]
-ROLES = ("weight", "input", "act", "bn")
+ROLES = ("weights", "inputs", "outputs", "norm")
+QUANTIZATION_VERSION = 2
+LABEL_PREFIXES = {"weights": "w", "inputs": "in", "outputs": "out", "norm": "bn"}  # labels as in version 1
 
 
-def _check_format(name: str) -> str:
-    try:
-        get_format(name)
-    except QuantlensError as exc:  # becomes a pydantic error that names the field
-        raise ValueError(str(exc)) from None
-    return name
+def _located(exc: ValidationError, *loc: str | int) -> ValidationError:
+    """The same errors, located under `loc` (a validator raising it nests them under its own place)."""
+    return ValidationError.from_exception_data(exc.title, [
+        {"type": "value_error", "loc": (*loc, *e["loc"]), "input": e.get("input"),
+         "ctx": {"error": ValueError(str(e["msg"]).removeprefix("Value error, "))}} for e in exc.errors()])
 
 
 class Override(Block):
-    """Settings for the layers whose name matches `match` (a glob) and/or whose type is `type`."""
+    """Recipe changes for the layers whose name matches `match` (a glob) and/or whose type is `type`."""
 
     match: str | None = Field(None, description="glob on the layer name, e.g. 'layer3.*' or '*.attn.*'")
     type: str | None = Field(None, description="module class name, e.g. 'Linear', 'MatMul', 'Softmax'")
     skip: bool = Field(False, description="leave the matched layers in float")
-    weight_format: str | None = None
-    weight_mode: Mode | None = None
-    weight_chunk_size: int | None = Field(None, gt=0)
-    input_format: str | None = None
-    input_mode: Mode | None = None
-    input_chunk_size: int | None = Field(None, gt=0)
-    act_format: str | None = None
-    act_mode: Mode | None = None
-    act_chunk_size: int | None = Field(None, gt=0)
-
-    @field_validator("weight_format", "input_format", "act_format")
-    @classmethod
-    def _known_format(cls, value: str | None) -> str | None:
-        return None if value is None else _check_format(value)
+    weights: RecipePatch = RecipePatch()
+    inputs: RecipePatch = RecipePatch()
+    outputs: RecipePatch = RecipePatch()
+    norm: NormPatch = NormPatch()
 
     @model_validator(mode="after")
     def _selects_something(self) -> Override:
@@ -58,37 +66,49 @@ class Override(Block):
             raise ValueError("an override needs 'match' (a name glob) or 'type' (a module class name)")
         return self
 
-    def settings(self) -> dict[str, Any]:
-        """The settings this override changes (the fields it was given), selection keys excluded."""
-        return {k: v for k, v in self.model_dump(exclude={"match", "type", "skip"}).items() if v is not None}
+    @property
+    def turns_on_inputs(self) -> bool:
+        """Whether it asks for input quantization (a mode or format), which then applies to layer types
+        that keep their inputs in float by default (ReLU, pooling)."""
+        return bool({"mode", "format"} & set(self.inputs.given()))
+
+    def apply(self, recipes: dict[str, TensorRecipe]) -> dict[str, TensorRecipe]:
+        """`recipes` (role -> recipe) with this override's patches merged in; ValidationError, located
+        at the role, when a merged recipe is impossible (a block format with mode 'tensor')."""
+        merged = dict(recipes)
+        for role in ROLES:
+            patch = getattr(self, role).given()
+            if patch:
+                cls = RECIPE_CLASSES[role]
+                try:
+                    merged[role] = cls.model_validate(cls.derive(recipes[role].model_dump(), patch))
+                except ValidationError as exc:
+                    raise _located(exc, role) from None
+        return merged
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # `{match: 'layer3.*', weights: {format: int4}}` rather than every role and selector spelled out
+        return {k: v for k, v in handler(self).items() if v not in (None, {})}
 
 
 class QuantizationConfig(Block):
-    version: Literal[1] = 1
-    name: str = Field("", description="label in tables; default: derived from the settings")
+    version: Literal[2] = Field(QUANTIZATION_VERSION, description="schema version of this entry (1 is read "
+                                                                  "and migrated)")
+    name: str = Field("", description="label in tables; default: derived from the recipes")
     format: str = Field("int8", description="default format of every role")
-    weight_format: str = Field(None, description="default: format")
-    weight_mode: Mode = "channel"
-    weight_chunk_size: int = Field(32, gt=0)
-    input_format: str = Field(None, description="default: format")
-    input_mode: Mode = "tensor"
-    input_chunk_size: int = Field(32, gt=0)
+    weights: TensorRecipe = Field(TensorRecipe(mode="channel"), description="weights of convolutions, linear "
+                                                                            "layers, embeddings")
+    inputs: TensorRecipe = Field(TensorRecipe(mode="tensor"), description="layer inputs (see input_ops)")
+    outputs: TensorRecipe = Field(TensorRecipe(mode="none"), description="layer outputs (off by default)")
+    norm: NormRecipe = Field(NormRecipe(), description="normalisation parameters and BatchNorm running "
+                                                       "statistics (off by default)")
     input_ops: Literal["all", "matmul"] = Field(
         "all", description="whose inputs are quantized: 'all' (every layer type that quantizes its inputs by "
                            "default, residual adds, pools and softmax included) or 'matmul' (only convolutions, "
                            "linear layers and matmuls: the operands FP8 and MX/NVFP4 hardware multiplies in low "
                            "precision, while adds, pools and softmax run in higher precision)")
-    act_format: str = Field(None, description="default: format")
-    act_mode: Mode = "none"
-    act_chunk_size: int = Field(32, gt=0)
-    bn_format: str = Field(None, description="default: format")
-    bn_mode: Literal["none", "tensor", "channel"] = Field(
-        "none", description="normalisation layers' parameters and BatchNorm running statistics")
-    scale: Literal["fp32", "pow2"] = Field("fp32", description="scales kept in FP32 or rounded up to powers of two")
-    calibration: Literal["max", "dynamic"] = Field(
-        "max", description="input/activation ranges: 'max' over calibration samples (static), or from each batch")
-    calibration_samples: int = Field(512, gt=0)
-    rounding: Literal["nearest_even", "stochastic"] = "nearest_even"
+    calibration_samples: int = Field(512, gt=0, description="samples that calibrate static ('max') ranges")
     overflow: Literal["saturate", "inf_nan"] = Field(
         "saturate", description="values beyond the largest finite value clamp to it, or become Inf/NaN where the "
                                 "format has them (integers and formats without Inf/NaN always saturate)")
@@ -98,61 +118,68 @@ class QuantizationConfig(Block):
     exclude: tuple[str, ...] = Field((), description="globs on layer names left in float")
     overrides: tuple[Override, ...] = ()
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _role_defaults(cls, values: Any) -> Any:
-        """Role formats default to `format`; a block format (MX, NVFP4) brings its own block mode and size."""
-        if not isinstance(values, dict):
-            return values
-        default = values.get("format", "int8")
-        values = {**{f"{role}_format": default for role in ROLES}, **values}
-        for role in ("weight", "input", "act"):
-            name = values[f"{role}_format"]
-            if not isinstance(name, str):
-                continue  # a type error, reported by the field's own validation
-            try:
-                fmt = get_format(name)
-            except QuantlensError:
-                continue  # reported by the field validator, with the field's name
-            if isinstance(fmt, BlockFormat):
-                mode = {f"{role}_mode": "block"} if role != "act" else {}  # outputs stay off unless asked
-                values = {**mode, f"{role}_chunk_size": fmt.block_size, **values}
-        return values
+    def _migrated_with_role_defaults(cls, values: Any, handler: Any) -> QuantizationConfig:
+        """Version 1 read as version 2 (the notes: `migration_notes`), then each role's recipe derived
+        from what is written of it and the entry's format (`TensorRecipe.derive`)."""
+        if isinstance(values, dict):
+            values, _ = migrate_quantization_entry(values)
+            entry_format = values.get("format", cls.model_fields["format"].default)
+            values = dict(values)
+            for role in ROLES:
+                written = values.get(role, {})
+                if isinstance(written, TensorRecipe):  # built in code: what its caller gave
+                    written = written.model_dump(exclude_unset=True)
+                if isinstance(written, dict):  # anything else is refused by the field, with its name
+                    recipe = RECIPE_CLASSES[role]
+                    values[role] = recipe.derive(recipe.role_base(role, entry_format), written)
+        return handler(values)
 
-    @field_validator("format", "weight_format", "input_format", "act_format", "bn_format")
+    @field_validator("format")
     @classmethod
     def _known_format(cls, value: str) -> str:
-        return _check_format(value)
+        return check_format(value)
 
     @model_validator(mode="after")
-    def _block_formats_need_block_mode(self) -> QuantizationConfig:
-        for role in ("weight", "input", "act"):
-            fmt = get_format(getattr(self, f"{role}_format"))
-            mode = getattr(self, f"{role}_mode")
-            if isinstance(fmt, BlockFormat) and mode not in ("none", "block"):
-                raise ValueError(f"{role}_format {fmt.name} is a block format (blocks of {fmt.block_size}); "
-                                 f"set {role}_mode to 'block' or 'none', not '{mode}'")
-            chunk = getattr(self, f"{role}_chunk_size")
-            if isinstance(fmt, BlockFormat) and mode == "block" and chunk != fmt.block_size:
-                raise ValueError(f"{role}_format {fmt.name} fixes blocks of {fmt.block_size}; "
-                                 f"{role}_chunk_size {chunk} contradicts it")
-        if isinstance(get_format(self.bn_format), BlockFormat) and self.bn_mode != "none":
-            raise ValueError(f"bn_format {self.bn_format} is a block format; normalisation parameters take "
-                             f"'tensor' or 'channel' scaling")
+    def _overrides_fit(self) -> QuantizationConfig:
+        """Every override, merged into this entry's recipes, gives possible recipes (checked here, before
+        any model is seen; overrides that match the same layer are merged in order when planning)."""
+        for i, override in enumerate(self.overrides):
+            try:
+                override.apply(self.recipes())
+            except ValidationError as exc:
+                raise _located(exc, "overrides", i) from None
         return self
+
+    def recipes(self) -> dict[str, TensorRecipe]:
+        """role -> this entry's recipe (before overrides)."""
+        return {role: getattr(self, role) for role in ROLES}
+
+    def editable_values(self) -> dict[str, Any]:
+        """This entry as a mapping that validates back to it, without the recipe values its formats imply:
+        a sweep that changes `format` (or a role's format) there gets the defaults the new format brings."""
+        values = self.model_dump()
+        for role in ROLES:
+            recipe = getattr(self, role)
+            kept = recipe.implied_omitted(type(recipe).role_base(role, self.format))
+            if kept:
+                values[role] = kept
+            else:
+                del values[role]
+        return values
 
     @property
     def label(self) -> str:
         if self.name:
             return self.name
         parts = []
-        for role, short in (("weight", "w"), ("input", "in"), ("act", "out"), ("bn", "bn")):
-            mode = getattr(self, f"{role}_mode")
-            if mode == "none":
+        for role, short in LABEL_PREFIXES.items():
+            recipe = getattr(self, role)
+            if recipe.mode == "none":
                 continue
-            fmt = getattr(self, f"{role}_format")
-            chunk = f"{getattr(self, f'{role}_chunk_size')}" if mode == "block" and role != "bn" else ""
-            parts.append(f"{short}:{fmt}/{mode}{chunk}")
-        if self.input_ops == "matmul" and self.input_mode != "none":
+            size = f"{recipe.block_size}" if recipe.mode == "block" else ""
+            parts.append(f"{short}:{recipe.format}/{recipe.mode}{size}")
+        if self.input_ops == "matmul" and self.inputs.mode != "none":
             parts.append("in:matmul-only")
         return " ".join(parts) or "float"
