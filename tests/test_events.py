@@ -170,4 +170,4 @@ def test_random_weights_are_said_loudly(tmp_path):
         outcome = run_experiment(spec)
     warnings = [e.text for e in seen if isinstance(e, Note) and e.level == "warning"]
     assert any("RANDOM weights" in text for text in warnings)
-    assert outcome.extras["model"]["weights"] == "random (untrained)"
+    assert outcome.evaluation.model["weights"] == "random (untrained)"

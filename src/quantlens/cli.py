@@ -75,12 +75,13 @@ def _run(spec, check: bool = False) -> None:
 
     with ProgressView(err) as view, events.listening(view):
         outcome = run_experiment(spec, reporters=[_write_reports])
-    if "cross_validation" in outcome.extras:
-        out.print(cross_validation_table(outcome.extras["cross_validation"]))
-    if outcome.metrics:
-        out.print(metrics_table(outcome, f"{spec.model.name} on {spec.data.source}"))
-    if "quantization" in outcome.extras:
-        out.print(simulation_table(outcome, f"simulated formats vs FP32 on the same {outcome.metrics['n']} samples"))
+    if outcome.training is not None and outcome.training.cross_validation is not None:
+        out.print(cross_validation_table(outcome.training.cross_validation))
+    if outcome.evaluation is not None:
+        out.print(metrics_table(outcome.evaluation, f"{spec.model.name} on {spec.data.source}"))
+    if outcome.simulation is not None:
+        out.print(simulation_table(outcome, f"simulated formats vs FP32 on the same "
+                                            f"{outcome.evaluation.metrics.n} samples"))
     if outcome.benchmark is not None:
         print_benchmark(outcome.benchmark, out)
     out.print(f"run record: {outcome.run_dir}")

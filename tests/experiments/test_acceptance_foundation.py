@@ -16,8 +16,8 @@ def test_resnet20_on_cifar10_jpeg_matches_the_reference(shared_path, tmp_path):
                   "weights": str(shared_path("models/resnet20-cifar10/resnet20-12fca82f.th"))},
         "output": {"root": str(tmp_path)}})
     outcome = run_experiment(spec)
-    assert outcome.split == "all" and outcome.metrics["n"] == 10000
-    assert abs(outcome.metrics["top1"] - 0.810) <= 0.003  # reference: 81.0% on these JPEGs
+    assert outcome.evaluation.split == "all" and outcome.evaluation.metrics.n == 10000
+    assert abs(outcome.evaluation.metrics.top1 - 0.810) <= 0.003  # reference: 81.0% on these JPEGs
 
 
 @pytest.mark.slow
@@ -29,6 +29,7 @@ def test_brain_mri_trains_and_reports_auroc(shared_path, tmp_path):
         "train": {"enabled": True, "epochs": 8, "batch_size": 16},
         "output": {"root": str(tmp_path)}})
     outcome = run_experiment(spec)
-    assert outcome.split == "test" and outcome.metrics["n"] == 51
-    assert outcome.metrics["auroc"] is not None and outcome.metrics["auroc"] > 0.75
-    assert outcome.metrics["positive_class"] == "yes"
+    m = outcome.evaluation.metrics
+    assert outcome.evaluation.split == "test" and m.n == 51
+    assert m.auroc is not None and m.auroc > 0.75
+    assert m.positive_class == "yes"

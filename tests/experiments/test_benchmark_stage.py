@@ -29,8 +29,8 @@ def test_experiment_with_benchmark_block(tmp_path):
     assert {b["name"] for b in report["backends"]} == {"torch-fp32", "ort-fp32"}
     for name in ("table.txt", "latency.png", "throughput.png", "stages.png", "comparison-batch-4.json"):
         assert (bench / name).is_file(), name
-    assert outcome.metrics["n"] == 1797  # evaluated as well: no test split in digits, so every sample
-    assert json.loads((outcome.run_dir / "metrics.json").read_text())["benchmark"]["report"]
+    assert outcome.evaluation.metrics.n == 1797  # evaluated as well: no test split in digits, so every sample
+    assert (outcome.run_dir / "benchmark" / "benchmark.json").is_file()
     # Written while the folder was `<id>.partial`, read after it was renamed: every path still resolves.
     loaded = BenchmarkReport.load(bench / "benchmark.json")
     assert loaded == outcome.benchmark and loaded.run_dir == outcome.run_dir
@@ -48,5 +48,5 @@ def test_synthetic_data_speed_only_run(tmp_path):
         "benchmark": {"backends": ["torch-fp32"], "batch_sizes": [2], "rounds": 1, "samples_per_round": 2,
                       "warmup_until_steady": False, "stages": False, "threads": 1}})
     outcome = run_experiment(spec)
-    assert outcome.metrics == {} and outcome.benchmark is not None
+    assert outcome.evaluation is None and outcome.benchmark is not None
     assert not (outcome.run_dir / "predictions.npz").exists()

@@ -32,7 +32,8 @@ def test_train_then_evaluate_with_the_same_test_split(tmp_path):
         assert (run / name).is_file(), name
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["split"] == "test" and metrics["top1"] > 0.5 and metrics["training"]["epochs_run"] == 3
+    assert metrics["split"] == "test" and metrics["top1"] > 0.5
+    assert json.loads((run / "training.json").read_text())["epochs_run"] == 3
     env = json.loads((run / "environment.json").read_text())
     assert env["seeds"] == {"seed": 0, "split_seed": 0} and env["versions"]["torch"]
     resolved = yaml.safe_load((run / "config.yaml").read_text())
@@ -50,7 +51,7 @@ def test_train_then_evaluate_with_the_same_test_split(tmp_path):
 def test_training_is_deterministic(tmp_path):
     a = run_experiment(_spec(tmp_path / "a", train={"enabled": True, "epochs": 2}))
     b = run_experiment(_spec(tmp_path / "b", train={"enabled": True, "epochs": 2}))
-    assert a.metrics["nll"] == b.metrics["nll"]
+    assert a.evaluation.metrics.nll == b.evaluation.metrics.nll
 
 
 def test_cross_validation_folds(tmp_path):
@@ -68,12 +69,12 @@ def test_user_mistake_leaves_no_run_folder(tmp_path):
 
 
 def test_failed_run_stays_partial(tmp_path, monkeypatch):
-    import quantlens.experiments.runner as runner
+    import quantlens.experiments.stages.evaluate as evaluate
 
     def broken_predict(*args, **kwargs):
         raise RuntimeError("evaluation broke")
 
-    monkeypatch.setattr(runner, "predict", broken_predict)  # a failure after the run folder exists
+    monkeypatch.setattr(evaluate, "predict", broken_predict)  # a failure after the run folder exists
     with pytest.raises(RuntimeError):
         run_experiment(_spec(tmp_path))
     (partial,) = list(tmp_path.glob("*.partial"))

@@ -28,7 +28,7 @@ def simulated(tmp_path_factory):
 
 def test_every_format_is_recorded_and_paired(simulated):
     run = simulated.run_dir
-    rows = simulated.extras["quantization"]
+    rows = [row.to_dict() for row in simulated.simulation.formats]
     assert [r["label"] for r in rows] == ["w:int8/channel in:int8/tensor", "w:mxfp4/block32 in:mxfp4/block32",
                                           "w:fp8_e4m3/channel in:fp8_e4m3/tensor bn:fp8_e4m3/tensor"]
     fp32 = Predictions.load(run / "predictions.npz")
@@ -43,7 +43,7 @@ def test_every_format_is_recorded_and_paired(simulated):
         low, high = row["top1_delta_ci"]
         assert low <= row["top1_delta"] <= high
     summary = json.loads((run / "quantization" / "summary.json").read_text())
-    assert summary["fp32"]["top1"] == simulated.metrics["top1"] and len(summary["formats"]) == 3
+    assert summary["fp32"]["top1"] == simulated.evaluation.metrics.top1 and len(summary["formats"]) == 3
 
 
 def test_calibration_comes_from_training_data_not_evaluation(simulated):
@@ -60,12 +60,12 @@ def test_calibration_is_held_out_of_evaluation_without_a_train_split(tmp_path):
                            "quantization": [{"format": "int8", "calibration_samples": 100}]})
     outcome = run_experiment(spec)
     data = json.loads((outcome.run_dir / "data.json").read_text())
-    assert outcome.split == "all" and outcome.metrics["n"] == 1797 - 100
+    assert outcome.evaluation.split == "all" and outcome.evaluation.metrics.n == 1797 - 100
     assert data["calibration"]["n"] == 100 and "held out" in data["calibration"]["origin"]
 
 
 def test_bn_statistics_and_coverage_recorded(simulated):
-    folder = simulated.run_dir / "quantization" / simulated.extras["quantization"][2]["folder"]
+    folder = simulated.run_dir / "quantization" / simulated.simulation.formats[2].folder
     compliance = json.loads((folder / "compliance.json").read_text())
     tensors = {(t["layer"], t["tensor"]) for t in compliance["tensors"]}
     assert {("features.0.1", name) for name in ("weight", "bias", "running_mean", "running_var")} <= tensors

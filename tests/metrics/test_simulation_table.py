@@ -10,7 +10,9 @@ import pytest
 from rich.console import Console
 
 from quantlens.experiments.runner import RunOutcome
+from quantlens.experiments.stages import EvaluationResult, FormatRow, SimulationSummary
 from quantlens.metrics import Predictions
+from quantlens.metrics.classification import ClassificationMetrics
 from quantlens.metrics.paired import paired_comparison
 from quantlens.report.tables import simulation_table, simulation_tables
 
@@ -50,6 +52,16 @@ def _assert_nothing_cut(text: str, cells: list[str]) -> None:
         assert any(cell in line for line in lines), cell
 
 
+def _outcome(metrics: dict, rows: list[dict]) -> RunOutcome:
+    """A run outcome holding FP32's metrics (missing ones zero) and the given format rows."""
+    full = {"n": 0, "top1": 0.0, "top5": None, "macro_precision": 0.0, "macro_recall": 0.0, "macro_f1": 0.0,
+            "auroc": None, "mean_confidence": 0.0, "ece": 0.0, "nll": 0.0, "per_class": {}, "confusion_matrix": [],
+            **metrics}
+    evaluation = EvaluationResult("test", "test", ClassificationMetrics.from_dict(full), {})
+    summary = SimulationSummary({}, tuple(FormatRow.from_dict(row) for row in rows))
+    return RunOutcome(Path("."), None, {"eval": evaluation, "quantization": summary})
+
+
 @pytest.fixture
 def binary_outcome():
     rng = np.random.default_rng(0)
@@ -62,13 +74,13 @@ def binary_outcome():
             _row("w:nvfp4/block16", fp32, never_positive),
             _row("w:int2/tensor", perfect, never_positive)]  # sensitivity 1 -> 0: -100 pts, the widest cell
     metrics = {"n": 600, "top1": float(fp32.correct.mean()), "top5": None, "mean_confidence": 0.93, "ece": 0.03}
-    return RunOutcome(Path("."), "test", metrics, {"quantization": rows})
+    return _outcome(metrics, rows)
 
 
 def test_binary_tables_fit_100_columns_with_units_and_every_value_whole(binary_outcome):
     text = _render(binary_outcome)
     cells = ["fp32", "w:int8/channel", "w:nvfp4/block16", "w:int2/tensor", "+0.00", "p=1.000", "p<0.001", "no CI"]
-    for row in binary_outcome.extras["quantization"]:
+    for row in (r.to_dict() for r in binary_outcome.simulation.formats):
         for name in ("top1", "sensitivity", "specificity", "auroc"):
             delta = row["deltas"][name]
             cells.append(f"{delta['delta'] * 100:+.2f}")
@@ -98,8 +110,7 @@ def test_the_unit_line_of_a_binary_interval_is_the_fraction_times_100():
     worse = _binary(labels, np.where(np.arange(100) < 10, 0.3, fp32.probs[:, 1]))  # 10 positives missed
     row = _row("fmt", fp32, worse)
     assert row["deltas"]["sensitivity"]["delta"] == pytest.approx(-0.2)  # 10 of 50 positives, a fraction
-    text = _render(RunOutcome(Path("."), "t", {"top1": 1.0, "top5": None, "mean_confidence": 0.8, "ece": 0.2},
-                              {"quantization": [row]}))
+    text = _render(_outcome({"top1": 1.0, "top5": None, "mean_confidence": 0.8, "ece": 0.2}, [row]))
     assert "-20.00" in text and "-10.00" in text  # Δsens and Δtop-1 in points
 
 
@@ -109,8 +120,7 @@ def test_multiclass_table_has_no_binary_columns_and_reads_old_rows():
     row = _row(LONG_LABEL, same, same)
     old = {k: v for k, v in row.items() if k not in ("deltas", "confidence")}  # a row written before deltas
     old["label"] = "old"
-    text = _render(RunOutcome(Path("."), "t", {"top1": 0.75, "top5": None, "mean_confidence": 1.0, "ece": 0.25},
-                              {"quantization": [row, old]}))
+    text = _render(_outcome({"top1": 0.75, "top5": None, "mean_confidence": 1.0, "ece": 0.25}, [row, old]))
     assert "Δsens" not in text and "ΔAUROC" not in text and "top-5" in text
     low, high = row["top1_delta_ci"]
     _assert_nothing_cut(text, ["0.7500", "+0.00", f"[{low * 100:+.2f}, {high * 100:+.2f}]", "old"])

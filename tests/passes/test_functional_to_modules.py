@@ -78,7 +78,7 @@ def test_simulation_quantizes_a_user_models_functional_adds(tmp_path):
                            "analysis": {"layerwise_samples": 32, "compliance_samples": 8},
                            "quantization": [{"format": "int8", "calibration_samples": 64}]})
     outcome = run_experiment(spec)
-    folder = outcome.run_dir / "quantization" / outcome.extras["quantization"][0]["folder"]
+    folder = outcome.run_dir / "quantization" / outcome.simulation.formats[0].folder
     coverage = json.loads((folder / "coverage.json").read_text())
     assert coverage["functional_ops"]["converted"] == {"relu": 2, "add": 1}
     tensors = {(t["layer"], t["tensor"]) for t in json.loads((folder / "compliance.json").read_text())["tensors"]}

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from rich.console import Console
 from torch import nn
 
+from quantlens import events
 from quantlens.data import PreparedData
 from quantlens.errors import ConfigError
 from quantlens.experiments.record import RunRecord
@@ -101,13 +101,13 @@ def plan_simulations(spec: ExperimentSpec, model: nn.Module) -> SimulationPlan:
 
 def simulate_one(index: int, cfg: QuantizationConfig, plan: ModelPlan, model: nn.Module, data: PreparedData,
                  spec: ExperimentSpec, eval_idx: np.ndarray, calib_idx: np.ndarray, reference: Predictions,
-                 record: RunRecord, console: Console, functional_ops: dict) -> SimulationResult:
+                 record: RunRecord, functional_ops: dict) -> SimulationResult:
     label, folder = cfg.label, folder_name(index, cfg.label)
     qmodel = quantize_model(model, plan.layers)
     static = any(q.uses_static_range for _, w in quant_wrappers(qmodel) for q in w.activation_quantizers())
-    calibrated = calibrate(qmodel, _batches(data, calib_idx[:cfg.calibration_samples], spec.eval.batch_size)) \
-        if static else 0
-    predictions = predict(qmodel, data, eval_idx, spec.eval.batch_size)
+    chosen = calib_idx[:cfg.calibration_samples]
+    calibrated = calibrate(qmodel, _batches(data, chosen, spec.eval.batch_size), total=len(chosen)) if static else 0
+    predictions = predict(qmodel, data, eval_idx, spec.eval.batch_size, description=f"evaluating {label}")
     predictions.save(record.path(f"quantization/{folder}/predictions.npz"))
     metrics = classification_metrics(predictions, data.source.class_names, positive_class=spec.eval.positive_class,
                                      ece_bins=spec.eval.ece_bins)
@@ -139,24 +139,24 @@ def simulate_one(index: int, cfg: QuantizationConfig, plan: ModelPlan, model: nn
     record.write_json(f"quantization/{folder}/size.json", size)
     record.write_json(f"quantization/{folder}/metrics.json", {"label": label, **metrics, "paired_vs_fp32": paired})
     verdict = "" if compliance is None else ("compliant" if compliance["compliant"] else
-                                             f"[red]{compliance['violations']} off-grid values[/]")
-    console.print(f"simulated {label}: top1 {metrics['top1']:.4f} (FP32 {reference.correct.mean():.4f}), {verdict}")
+                                             f"{compliance['violations']} OFF-GRID VALUES")
+    events.note(f"simulated {label}: top1 {metrics['top1']:.4f} (FP32 {reference.correct.mean():.4f}), {verdict}")
     return SimulationResult(label, folder, metrics, paired, compliance, size, coverage)
 
 
-def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData,
-                    eval_idx: np.ndarray, calib_idx: np.ndarray, reference: Predictions, reference_metrics: dict,
-                    record: RunRecord, console: Console) -> list[SimulationResult]:
+def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData, eval_idx: np.ndarray,
+                    calib_idx: np.ndarray, reference: Predictions, record: RunRecord) -> list[SimulationResult]:
+    """Every `quantization:` entry of `spec`, in order; progress and findings as events."""
     planned = plan_simulations(spec, model)
     modular = planned.modular
     if modular.converted:
-        console.print(f"functional operations given modules for quantization: {dict(modular.converted)}")
+        events.note(f"functional operations given modules for quantization: {dict(modular.converted)}")
     elif modular.skipped and ModelRef.parse(spec.model.name).kind != "zoo":  # zoo models use op modules already
-        console.print(f"[yellow]note:[/] {modular.skipped}; operations written as functions stay in float")
-    results = [simulate_one(i, cfg, plan, modular.model, data, spec, eval_idx, calib_idx, reference, record, console,
-                            modular.to_dict())
-               for i, (cfg, plan) in enumerate(zip(spec.quantization, planned.plans, strict=True), start=1)]
-    fp32 = {k: reference_metrics.get(k) for k in SUMMARY_KEYS}
-    fp32["model_bytes"] = compression_stats(model)["model_bytes"]
-    record.write_json("quantization/summary.json", {"fp32": fp32, "formats": [r.row() for r in results]})
+        events.warn(f"{modular.skipped}; operations written as functions stay in float")
+    results = []
+    with events.task("simulated formats", total=len(spec.quantization), unit="formats") as progress:
+        for i, (cfg, plan) in enumerate(zip(spec.quantization, planned.plans, strict=True), start=1):
+            results.append(simulate_one(i, cfg, plan, modular.model, data, spec, eval_idx, calib_idx, reference,
+                                        record, modular.to_dict()))
+            progress.advance(status=cfg.label)
     return results

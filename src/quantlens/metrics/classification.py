@@ -7,7 +7,7 @@ same samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support, roc_auc_score
@@ -105,3 +105,41 @@ def classification_metrics(pred: Predictions, class_names: list[str], *, positiv
         metrics["sensitivity"] = float(recall[positive_class])
         metrics["specificity"] = float(recall[negative])
     return metrics
+
+
+@dataclass(frozen=True)
+class ClassificationMetrics:
+    """The metrics of one evaluation (fractions in [0, 1]; `nll` in nats). Binary tasks add the
+    positive class's name with sensitivity and specificity; `top5` is None with 5 classes or fewer."""
+
+    n: int
+    top1: float
+    top5: float | None
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    auroc: float | None
+    mean_confidence: float
+    ece: float
+    nll: float
+    per_class: dict
+    confusion_matrix: list
+    positive_class: str | None = None
+    sensitivity: float | None = None
+    specificity: float | None = None
+
+    @property
+    def binary(self) -> bool:
+        return self.sensitivity is not None
+
+    def to_dict(self) -> dict:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not self.binary:  # the keys of a multi-class record, as `classification_metrics` writes them
+            for key in ("positive_class", "sensitivity", "specificity"):
+                values.pop(key)
+        return values
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClassificationMetrics:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

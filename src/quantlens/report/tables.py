@@ -9,32 +9,36 @@ from rich.table import Table
 
 from quantlens.experiments.record import RunRecord
 from quantlens.experiments.runner import RunOutcome
+from quantlens.experiments.stages import CrossValidationResult, EvaluationResult, FormatRow
 
 
 def _fmt(value, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def metrics_table(outcome: RunOutcome, title: str) -> Table:
-    m = outcome.metrics
-    table = Table(title=title, title_justify="left")
-    columns = ["split", "n", "top1", "top5", "macro F1", "AUROC", "ECE", "mean conf"]
-    values = [outcome.split, m["n"], m["top1"], m["top5"], m["macro_f1"], m["auroc"], m["ece"], m["mean_confidence"]]
-    if "sensitivity" in m:
-        columns += ["sensitivity", "specificity"]
-        values += [m["sensitivity"], m["specificity"]]
+def metrics_table(evaluation: EvaluationResult, title: str) -> Table:
+    """FP32's metrics; every value a fraction in [0, 1], as the caption says."""
+    m = evaluation.metrics
+    table = Table(title=title, title_justify="left", caption="frac: fractions in [0, 1]", caption_justify="left")
+    columns = ["split", "n\n(images)", "top-1\n(frac)", "top-5\n(frac)", "macro F1\n(frac)", "AUROC\n(frac)",
+               "ECE\n(frac)", "mean conf\n(frac)"]
+    values = [evaluation.split, m.n, m.top1, m.top5, m.macro_f1, m.auroc, m.ece, m.mean_confidence]
+    if m.binary:
+        columns += [f"sensitivity\n(frac, {m.positive_class})", "specificity\n(frac)"]
+        values += [m.sensitivity, m.specificity]
     for c in columns:
         table.add_column(c, justify="right")
     table.add_row(*(_fmt(v) for v in values))
     return table
 
 
-def cross_validation_table(cv: dict) -> Table:
-    table = Table(title=f"{cv['folds']}-fold cross-validation (validation folds)", title_justify="left")
+def cross_validation_table(cv: CrossValidationResult) -> Table:
+    table = Table(title=f"{cv.folds}-fold cross-validation (validation folds)", title_justify="left",
+                  caption="fractions in [0, 1]; std over folds", caption_justify="left")
     table.add_column("metric")
     table.add_column("mean", justify="right")
     table.add_column("std", justify="right")
-    for metric, s in cv["val_mean_std"].items():
+    for metric, s in cv.val_mean_std.items():
         table.add_row(metric, _fmt(s["mean"]), _fmt(s["std"]))
     return table
 
@@ -77,18 +81,18 @@ def _delta_cell(delta: dict | None) -> str:
     return "\n".join(lines)
 
 
-def _deltas(row: dict) -> dict:
+def _deltas(row: FormatRow) -> dict:
     """The row's paired deltas by metric; rows written before `deltas` existed give top-1 only."""
-    if row.get("deltas"):
-        return row["deltas"]
-    return {"top1": {"delta": row["top1_delta"], "ci": row["top1_delta_ci"], "p_value": row["mcnemar_p"]}}
+    if row.deltas:
+        return row.deltas
+    return {"top1": {"delta": row.top1_delta, "ci": row.top1_delta_ci, "p_value": row.mcnemar_p}}
 
 
 def simulation_tables(outcome: RunOutcome, title: str) -> list[Table]:
     """FP32 and every simulated format: values (fractions), paired differences vs FP32
     (percentage points, interval, p) and storage. Binary tasks add sensitivity, specificity,
     AUROC and F1 values and the sensitivity, specificity and AUROC deltas beside top-1's."""
-    m, rows = outcome.metrics, outcome.extras["quantization"]
+    m, rows = outcome.evaluation.metrics, outcome.simulation.formats
     binary = any("sensitivity" in _deltas(row) for row in rows)
     fp32 = {name: d["reference"] for name, d in _deltas(rows[0]).items()} if rows and binary else {}
 
@@ -99,30 +103,30 @@ def simulation_tables(outcome: RunOutcome, title: str) -> list[Table]:
     values = _sim_table(title, [f"{names[k]}\n(frac)" for k in value_keys],
                         caption="frac: fractions in [0, 1]; agree: share of samples where the format predicts "
                                 "FP32's class" + ("; F1 of the positive class" if binary else ""))
-    reference = {**{k: m.get(k) for k in value_keys}, **fp32, "prediction_agreement": None}
+    reference = {**{k: getattr(m, k, None) for k in value_keys}, **fp32, "prediction_agreement": None}
     values.add_row("fp32", *(_fmt(reference[k]) for k in value_keys))
     for row in rows:
         deltas = _deltas(row)
         # F1 of the positive class is only in the paired record (the row's macro_f1 averages both classes).
-        values.add_row(row["label"], *(_fmt(deltas[k]["candidate"] if k == "f1" else row.get(k)) for k in value_keys))
+        values.add_row(row.label, *(_fmt(deltas[k]["candidate"] if k == "f1" else getattr(row, k)) for k in value_keys))
 
     shown = [(k, header) for k, header in _DELTA_METRICS if binary or k == "top1"]
-    confidence = rows[0].get("confidence", 0.95) if rows else 0.95
+    confidence = (rows[0].confidence or 0.95) if rows else 0.95
     caption = (f"Δ = format - FP32 in percentage points (pts), then its {confidence:.0%} interval and p. "
                "top-1" + (", sens, spec" if binary else "") + ": Newcombe (1998) hybrid score interval, "
                "McNemar exact p" + ("; AUROC: DeLong (1988); ΔF1 (bootstrap) in summary.json" if binary else ""))
     paired = _sim_table("paired differences vs FP32 (same samples)", [h for _, h in shown], caption=caption)
     for row in rows:
         deltas = _deltas(row)
-        paired.add_row(row["label"], *(_delta_cell(deltas.get(k)) for k, _ in shown))
+        paired.add_row(row.label, *(_delta_cell(deltas.get(k)) for k, _ in shown))
 
     storage = _sim_table("storage and format compliance", ["bits per\nweight", "size\n(KB)", "compliant"])
-    fp32_kb = rows[0]["fp32_bytes"] / 1024 if rows else 0.0
+    fp32_kb = rows[0].fp32_bytes / 1024 if rows else 0.0
     storage.add_row("fp32", "32", f"{fp32_kb:.1f}", "-")
     for row in rows:
-        compliant = "-" if row["compliant"] is None else ("yes" if row["compliant"] else
-                                                          f"NO ({row['compliance_violations']})")
-        storage.add_row(row["label"], _fmt(row["bits_per_weight"], 2), f"{row['model_bytes'] / 1024:.1f}", compliant)
+        compliant = "-" if row.compliant is None else ("yes" if row.compliant else
+                                                       f"NO ({row.compliance_violations})")
+        storage.add_row(row.label, _fmt(row.bits_per_weight, 2), f"{row.model_bytes / 1024:.1f}", compliant)
     return [values, paired, storage]
 
 
@@ -134,11 +138,11 @@ def simulation_table(outcome: RunOutcome, title: str) -> Group:
 def write_text_summary(record: RunRecord, outcome: RunOutcome) -> None:
     """`summary.txt` in the run folder: the tables the terminal showed, as plain text."""
     console = Console(record=True, width=160, file=io.StringIO())
-    if "cross_validation" in outcome.extras:
-        console.print(cross_validation_table(outcome.extras["cross_validation"]))
-    if outcome.metrics:
-        console.print(metrics_table(outcome, "FP32"))
-    if "quantization" in outcome.extras:
+    if outcome.training is not None and outcome.training.cross_validation is not None:
+        console.print(cross_validation_table(outcome.training.cross_validation))
+    if outcome.evaluation is not None:
+        console.print(metrics_table(outcome.evaluation, "FP32"))
+    if outcome.simulation is not None:
         console.print(simulation_table(outcome, "simulated formats vs FP32 (same samples)"))
     text = console.export_text()
     if text.strip():

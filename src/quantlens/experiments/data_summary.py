@@ -1,0 +1,35 @@
+"""`data.json`: what the run's data was and how its samples were used."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """The dataset (spec, fingerprint, classes, native layout), the split it was carved into, the
+    evaluated samples and why, the calibration samples and where they came from, values that had to be
+    lowered (`capped`), and the files that could not be decoded."""
+
+    FILE: ClassVar[str] = "data.json"
+
+    spec: str
+    fingerprint: str
+    n_samples: int
+    class_names: list
+    native_channels: int
+    native_size: list | None
+    class_counts: dict
+    split: dict | None  # origin, file, sizes
+    eval_split: dict  # name, n, reason, class_counts
+    calibration: dict | None  # n, origin, indices
+    capped: dict  # field -> {"requested", "used"}
+    skipped_files: list  # {"file", "reason"}
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DataSummary:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
