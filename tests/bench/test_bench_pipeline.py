@@ -1,6 +1,15 @@
-"""Pipeline stage timing: decode -> transform -> features + head (or forward) -> postprocess."""
+"""Pipeline stage timing: decode -> transform -> features + head (or forward) -> postprocess.
+
+What is derived from the stage timings (groups, shares, the unaccounted fraction, statistics) is
+tested on scripted timings passed through `time_pipeline(stage_timing=...)`; the runs on the real
+clock assert only structure (stage names and order, each sample's stages inside its total,
+finite statistics), which holds however loaded the machine is.
+"""
 
 from __future__ import annotations
+
+import math
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -11,6 +20,7 @@ from quantlens.backends import ForwardParts, ForwardSplitError, Runner, RunnerIn
 from quantlens.bench.pipeline import (
     ClassificationPipeline,
     EncodedImages,
+    PipelineTimings,
     SplitError,
     decode_item,
     forward_split,
@@ -18,6 +28,8 @@ from quantlens.bench.pipeline import (
     time_pipeline,
 )
 from quantlens.bench.plan import TimingPlan, WarmupPolicy
+from quantlens.bench.stages import StageTimer, StageTimings
+from quantlens.bench.timing import TimingResult
 from quantlens.data.source import RGB_DEFAULT
 from quantlens.data.transforms import Preprocessing
 from quantlens.models.build import build_model
@@ -101,18 +113,111 @@ def test_stages_partition_the_total_and_are_summarised(model, backend, tmp_path)
     assert timings.stage_names() == ("decode", "transform", "features", "head", "postprocess",
                                      "preprocess", "forward", "total")
     total = timings.samples("total")
+    assert total.shape == (12,) and np.all(total > 0)
     stages = sum(timings.samples(s) for s in timings.measured_stages())
-    assert np.all(stages <= total)  # each stage is inside the iteration it belongs to
-    assert 0.0 <= timings.unaccounted_fraction < 0.1  # only the timer's bookkeeping is outside the stages
+    # Each stage's clock reads lie inside its iteration's, so this holds under any load; how much
+    # lies outside the stages does not (an iteration preempted between two stages): that share
+    # is tested on scripted timings below.
+    assert np.all(stages <= total)
+    assert 0.0 <= timings.unaccounted_fraction <= 1.0
     np.testing.assert_allclose(timings.samples("preprocess"), timings.samples("decode") + timings.samples("transform"))
     summary = timings.summaries()["forward"]
     for statistic in ("mean", "median", "p90", "p95", "p99", "min", "max", "std", "iqr"):
         assert np.isfinite(getattr(summary, statistic))
-    assert summary.median_ci[0] <= summary.median <= summary.median_ci[1]
-    assert summary.mean_ci[0] <= summary.mean <= summary.mean_ci[1]
+    assert summary.median_ci[0] <= summary.median_ci[1] and summary.mean_ci[0] <= summary.mean_ci[1]
     record = timings.record(metadata={"backend": backend})
     assert set(record.stages) == {"decode", "transform", "features", "head", "postprocess"}
     assert record.batch_size == 4 and record.item_unit == "image"
+
+
+SCRIPTED_MS = {  # stage -> ms per request of 4 images, before the per-sample jitter
+    "postprocess": 0.5, "head": 0.25, "decode": 2.0, "features": 4.0, "transform": 1.0,  # any order
+}
+
+
+def scripted_stage_timing(stages_s: dict[str, np.ndarray], outside_s: np.ndarray, seen: dict):
+    """A `stage_timing` for `time_pipeline` that returns these per-sample stage durations, each
+    sample's total being its stages plus `outside_s` (the time between the stage timers). It runs
+    the pipeline's step once, untimed, and keeps what it was given in `seen`."""
+
+    def stage_timing(step, plan, *, synchronize=None) -> StageTimings:
+        timer = StageTimer()
+        step(timer)
+        seen.update(plan=plan, synchronize=synchronize, entered=timer.stage_names)
+        totals = sum(stages_s.values()) + outside_s
+        total = TimingResult(samples_s=tuple(totals.tolist()), warmup_samples_s=(1.0, 1.0),
+                             steady_state_reached=False, plan=plan, started_at=1000.0, finished_at=1001.0)
+        return StageTimings(total=total, stages=MappingProxyType({k: tuple(v.tolist()) for k, v in stages_s.items()}))
+
+    return stage_timing
+
+
+def scripted_stages(samples: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {stage: ms * 1e-3 * rng.lognormal(0.0, 0.05, samples) for stage, ms in SCRIPTED_MS.items()}
+
+
+def test_pipeline_figures_from_scripted_stage_timings():
+    images = EncodedImages.synthetic(4, 16, 16)
+    pipeline = ClassificationPipeline(images, PREP16, nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10)))
+    stages = scripted_stages(12, seed=0)
+    outside = np.full(12, 20e-6)  # 20 us per request of timer bookkeeping
+    seen: dict = {}
+
+    def sync() -> None:
+        return None
+
+    timings = time_pipeline(pipeline, PLAN, backend="scripted", synchronize=sync, split_note="scripted split",
+                            environment={"machine_fingerprint": "x"},
+                            stage_timing=scripted_stage_timing(stages, outside, seen))
+    # The stage timing got the pipeline's own step, the plan and synchronize.
+    assert seen["plan"] is PLAN and seen["synchronize"] is sync
+    assert seen["entered"] == ("decode", "transform", "forward", "postprocess")  # not split: one forward
+    # Stages in pipeline order whatever order they were recorded in, then groups, then the total.
+    assert timings.measured_stages() == ("decode", "transform", "features", "head", "postprocess")
+    assert timings.stage_names() == ("decode", "transform", "features", "head", "postprocess",
+                                     "preprocess", "forward", "total")
+    assert timings.split and timings.batch_size == 4 and timings.split_note == "scripted split"
+    record = timings.record()
+    assert record.name == "scripted/pipeline" and record.item_unit == "image" and record.summary.count == 12
+    np.testing.assert_array_equal(timings.samples("decode"), stages["decode"])
+    np.testing.assert_array_equal(timings.samples("preprocess"), stages["decode"] + stages["transform"])
+    np.testing.assert_array_equal(timings.samples("forward"), stages["features"] + stages["head"])
+    total = sum(stages.values()) + outside
+    np.testing.assert_allclose(timings.samples("total"), total, rtol=1e-15)
+    # Shares are means over the mean total; the measured stages' shares sum to the accounted part.
+    shares = timings.mean_shares()
+    for stage in ("decode", "features", "postprocess"):
+        assert shares[stage] == pytest.approx(stages[stage].mean() / total.mean(), rel=1e-12)
+    assert shares["preprocess"] == pytest.approx(shares["decode"] + shares["transform"], rel=1e-12)
+    assert shares["total"] == pytest.approx(1.0)
+    assert timings.unaccounted_fraction == pytest.approx(20e-6 / total.mean(), rel=1e-6)
+    # Statistics of seeded samples: the same figures on every run.
+    summary = timings.summaries()["forward"]
+    assert summary.count == 12 and summary.median == pytest.approx(np.median(stages["features"] + stages["head"]))
+    assert summary.median_ci[0] <= summary.median <= summary.median_ci[1]
+    assert summary.mean_ci[0] <= summary.mean <= summary.mean_ci[1]
+    assert PipelineTimings.from_dict(timings.to_dict()) == timings
+
+
+def test_a_preempted_iteration_shows_as_time_outside_the_stages():
+    """The unaccounted share is a measurement, not a constant: an iteration preempted between two
+    stage timers puts the stall outside every stage, and the figures say so honestly."""
+    images = EncodedImages.synthetic(2, 16, 16)
+    pipeline = ClassificationPipeline(images, PREP16, nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10)))
+    stages = scripted_stages(10, seed=1)
+    outside = np.full(10, 10e-6)
+    outside[3] += 50e-3  # sample 3 lost 50 ms between two stages
+    timings = time_pipeline(pipeline, PLAN, backend="scripted", environment={"machine_fingerprint": "x"},
+                            stage_timing=scripted_stage_timing(stages, outside, {}))
+    total = sum(stages.values()) + outside
+    assert timings.unaccounted_fraction == pytest.approx(outside.mean() / total.mean(), rel=1e-6)
+    assert timings.unaccounted_fraction > 0.3  # 5 ms of the mean 12.8 ms request
+    assert np.all(sum(timings.samples(s) for s in timings.measured_stages()) <= timings.samples("total"))
+    # The median of the total barely moves; the mean carries the stall.
+    summary = timings.summaries()["total"]
+    assert summary.median == pytest.approx(np.median(total)) and summary.median < 9e-3 < summary.mean
+    assert math.isfinite(summary.median_ci_half_width_pct)
 
 
 def test_non_torch_runners_time_forward_as_one_stage(model, tmp_path):

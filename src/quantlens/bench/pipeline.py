@@ -38,7 +38,7 @@ from quantlens.backends.base import ForwardParts, ForwardSplitError, Runner
 from quantlens.backends.torch_split import split_at_last_linear  # noqa: F401  (re-exported)
 from quantlens.bench.plan import TimingPlan
 from quantlens.bench.record import BenchmarkRecord
-from quantlens.bench.stages import StageTimer, time_stages
+from quantlens.bench.stages import StageTimer, StageTimings, time_stages
 from quantlens.bench.stats import Summary, summarize
 from quantlens.data.decode import IMAGE_EXTENSIONS, decode_image
 from quantlens.data.synthetic import smooth_random_images
@@ -259,13 +259,20 @@ class PipelineTimings:
             raise QuantlensError(f"pipeline timings are missing the field {missing}") from None
 
 
+# What times the pipeline's step: (step, plan, synchronize=...) -> StageTimings.
+StageTiming = Callable[..., StageTimings]
+
+
 def time_pipeline(pipeline: ClassificationPipeline, plan: TimingPlan, *, backend: str,
                   synchronize: Callable[[], object] | None = None, split_note: str = "",
                   metadata: Mapping[str, Any] | None = None,
-                  environment: Mapping[str, Any] | None = None) -> PipelineTimings:
+                  environment: Mapping[str, Any] | None = None,
+                  stage_timing: StageTiming = time_stages) -> PipelineTimings:
     """Time `pipeline` with `plan` (warm-up included), stage by stage; `environment` defaults to
-    `capture_environment()` taken now."""
-    timings = time_stages(pipeline.step, plan, synchronize=synchronize)
+    `capture_environment()` taken now. `stage_timing` is called as
+    `stage_timing(pipeline.step, plan, synchronize=synchronize)`; it defaults to `time_stages`
+    (the real clock), and a test passes one that returns scripted timings."""
+    timings = stage_timing(pipeline.step, plan, synchronize=synchronize)
     measured = BenchmarkRecord.from_timing(f"{backend}/pipeline", timings, batch_size=len(pipeline.images),
                                            item_unit="image", metadata=metadata, environment=environment)
     return PipelineTimings(backend=backend, measured=measured, split_note=split_note)

@@ -6,6 +6,10 @@ Inside the timed region there is nothing but the call(s) and, when given, `synch
 bookkeeping (appending, deadline checks, steady-state tests) happens between samples, where it
 adds to the run's duration but not to any sample. On this project's 2-core VM timing an empty
 callable costs ~0.1 us per sample (see benchmarks/bench_harness.py), far under the 2 us budget.
+
+Every function that reads a clock takes it as an optional `clock` (integer nanoseconds, default
+`time.perf_counter_ns`; `time_callable` also takes `wall_clock`, default `time.time`), so that a
+test can drive the loops with a scripted clock instead of the machine's load.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from quantlens.bench.plan import DEFAULT_PLAN, MAX_INNER_LOOPS, FixedIterations,
 from quantlens.errors import QuantlensError
 
 _NS_PER_S = 1_000_000_000
+
+# A monotonic clock in integer nanoseconds (time.perf_counter_ns, or a test's scripted clock).
+Clock = Callable[[], int]
 
 
 @dataclass(frozen=True)
@@ -44,14 +51,14 @@ class TimingResult:
 
 
 def make_sampler(fn: Callable[[], object], inner_loops: int,
-             synchronize: Callable[[], object] | None) -> Callable[[], int]:
-    """A closure that times one sample (`inner_loops` calls, then `synchronize()`) and returns
-    its duration in nanoseconds; the building block of every loop in this package.
+                 synchronize: Callable[[], object] | None, *,
+                 clock: Clock = time.perf_counter_ns) -> Callable[[], int]:
+    """A closure that times one sample (`inner_loops` calls, then `synchronize()`) with `clock`
+    and returns its duration in nanoseconds; the building block of every loop in this package.
 
     One variant per case so that the common one (one call, no synchronize) has nothing in its
     timed region but `fn()`: no loop, no branch.
     """
-    clock = time.perf_counter_ns
     if inner_loops == 1 and synchronize is None:
         def sample() -> int:
             start = clock()
@@ -89,14 +96,14 @@ def windows_settled(samples: Sequence[float], window: int, tolerance: float) -> 
     return abs(latest - previous) <= tolerance * previous
 
 
-def warm_up(sample: Callable[[], int], policy: WarmupPolicy) -> tuple[list[int], bool]:
+def warm_up(sample: Callable[[], int], policy: WarmupPolicy, *,
+            clock: Clock = time.perf_counter_ns) -> tuple[list[int], bool]:
     """Run `sample` as `policy` says; return the warm-up samples (ns) and whether steady state
     was reached (always False for a count-only policy). The count-based part always runs in
-    full; the caps bound only the steady-state extension."""
+    full; the caps bound only the steady-state extension (`policy.max_seconds` read on `clock`)."""
     samples = [sample() for _ in range(policy.iterations)]
     if not policy.until_steady:
         return samples, False
-    clock = time.perf_counter_ns
     deadline = clock() + int(policy.max_seconds * _NS_PER_S)
     while True:
         if windows_settled(samples, policy.window, policy.tolerance):
@@ -106,11 +113,10 @@ def warm_up(sample: Callable[[], int], policy: WarmupPolicy) -> tuple[list[int],
         samples.append(sample())
 
 
-def _timed_phase(sample: Callable[[], int], plan: TimingPlan) -> list[int]:
+def _timed_phase(sample: Callable[[], int], plan: TimingPlan, clock: Clock) -> list[int]:
     stop = plan.stop
     if isinstance(stop, FixedIterations):
         return [sample() for _ in range(stop.count)]
-    clock = time.perf_counter_ns
     deadline = clock() + int(stop.seconds * _NS_PER_S)
     samples: list[int] = []
     append = samples.append
@@ -127,10 +133,14 @@ def _check_callable(obj: object, what: str) -> None:
 
 
 def time_callable(fn: Callable[[], object], plan: TimingPlan = DEFAULT_PLAN, *,
-                  synchronize: Callable[[], object] | None = None) -> TimingResult:
+                  synchronize: Callable[[], object] | None = None, clock: Clock = time.perf_counter_ns,
+                  wall_clock: Callable[[], float] = time.time) -> TimingResult:
     """Warm up `fn`, then time it as `plan` says (default: 100 samples after a steady-state
     warm-up). `synchronize()` (e.g. torch.cuda.synchronize) is called at the end of every
     sample, inside the timed region, so that queued asynchronous work is counted.
+
+    `clock` (ns) times the samples and the duration caps; `wall_clock` (Unix seconds) gives
+    `started_at` / `finished_at`. Both default to the real clocks.
 
     Exceptions raised by `fn` propagate unchanged: a failing callable is not a timing.
     """
@@ -139,11 +149,11 @@ def time_callable(fn: Callable[[], object], plan: TimingPlan = DEFAULT_PLAN, *,
         _check_callable(synchronize, "synchronize")
     if not isinstance(plan, TimingPlan):
         raise QuantlensError(f"plan must be a TimingPlan, got {type(plan).__name__}")
-    sample = make_sampler(fn, plan.inner_loops, synchronize)
-    started_at = time.time()
-    warmup_ns, steady = warm_up(sample, plan.warmup)
-    samples_ns = _timed_phase(sample, plan)
-    finished_at = time.time()
+    sample = make_sampler(fn, plan.inner_loops, synchronize, clock=clock)
+    started_at = wall_clock()
+    warmup_ns, steady = warm_up(sample, plan.warmup, clock=clock)
+    samples_ns = _timed_phase(sample, plan, clock)
+    finished_at = wall_clock()
     per_call = float(plan.inner_loops * _NS_PER_S)
     return TimingResult(
         samples_s=tuple(ns / per_call for ns in samples_ns),
@@ -154,8 +164,9 @@ def time_callable(fn: Callable[[], object], plan: TimingPlan = DEFAULT_PLAN, *,
 
 def choose_inner_loops(fn: Callable[[], object], *, min_sample_seconds: float = 50e-6,
                        max_inner_loops: int = 1_000_000,
-                       synchronize: Callable[[], object] | None = None) -> int:
-    """Smallest number of back-to-back calls whose sample lasts `min_sample_seconds`.
+                       synchronize: Callable[[], object] | None = None,
+                       clock: Clock = time.perf_counter_ns) -> int:
+    """Smallest number of back-to-back calls whose sample lasts `min_sample_seconds` on `clock`.
 
     50 us is ~500x the clock's own cost here, so the clock adds < 0.2 % to a sample. Calls `fn`
     a few times (doubling the count) while it searches; run it after the callable is warm.
@@ -168,7 +179,7 @@ def choose_inner_loops(fn: Callable[[], object], *, min_sample_seconds: float = 
     target_ns = min_sample_seconds * _NS_PER_S
     inner = 1
     while inner < max_inner_loops:
-        elapsed_ns = make_sampler(fn, inner, synchronize)()
+        elapsed_ns = make_sampler(fn, inner, synchronize, clock=clock)()
         if elapsed_ns >= target_ns:
             return inner
         # Jump straight to the estimate (with 20 % margin), but at least double, at most x100.
