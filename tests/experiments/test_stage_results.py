@@ -87,3 +87,20 @@ def test_a_new_stage_is_one_registration(tmp_path):
         STAGES._items.pop("count")
     assert list(outcome.results) == ["eval", "count"]
     assert load_result(stage, outcome.run_dir) == _Count(1797) == outcome.results["count"]
+
+
+def test_run_status_reads_back(full_run):
+    from quantlens.experiments.record import RunStatus
+
+    raw = json.loads((full_run.run_dir / RunStatus.FILE).read_text())
+    status = RunStatus.from_dict(raw)
+    assert status.status == "complete" and status.error is None and status.info["stages"] == list(full_run.results)
+    assert status.to_dict() == raw
+
+
+def test_each_format_folder_reads_back_into_its_row(full_run):
+    from quantlens.experiments.simulation import SimulationResult
+
+    for row in full_run.simulation.formats:
+        loaded = SimulationResult.load(full_run.run_dir / "quantization" / row.folder)
+        assert loaded.label == row.label and json.loads(json.dumps(loaded.row())) == row.to_dict()

@@ -13,8 +13,9 @@ import os
 import secrets
 import sys
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from quantlens import __version__
 from quantlens.atomic import write_json, write_text
@@ -22,6 +23,33 @@ from quantlens.environment import capture_environment
 from quantlens.errors import ConfigError, describe
 
 PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """`run.json`: whether the run completed (or failed, and why), the command, the quantlens version,
+    when it started and how long it took, and facts the run noted (`info`: data, model, split, ...)."""
+
+    FILE: ClassVar[str] = "run.json"
+
+    run_id: str
+    status: str  # "complete" | "failed"
+    command: str
+    quantlens: str
+    started: str  # ISO 8601, seconds
+    seconds: float
+    error: str | None = None
+    info: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        fixed = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("info", "error")}
+        return {**fixed, **({"error": self.error} if self.error is not None else {}), **self.info}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunStatus:
+        known = {f.name for f in fields(cls)} - {"info"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   info={k: v for k, v in data.items() if k not in known})
 
 
 def default_run_root(configured: str | None = None) -> Path:
@@ -96,19 +124,19 @@ class RunRecord:
         """Add facts to run.json (e.g. skipped files, the split used)."""
         self._info.update(info)
 
-    def _status(self, status: str, **extra: Any) -> dict:
-        return {"run_id": self.run_id, "status": status, "command": self.command, "quantlens": __version__,
-                "started": dt.datetime.fromtimestamp(self._started).isoformat(timespec="seconds"),
-                "seconds": round(time.time() - self._started, 3), **self._info, **extra}
+    def _status(self, status: str, error: str | None = None) -> dict:
+        return RunStatus(self.run_id, status, self.command, __version__,
+                         dt.datetime.fromtimestamp(self._started).isoformat(timespec="seconds"),
+                         round(time.time() - self._started, 3), error, dict(self._info)).to_dict()
 
     def __enter__(self) -> RunRecord:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None:
-            self.write_json("run.json", self._status("complete"))
+            self.write_json(RunStatus.FILE, self._status("complete"))
             os.replace(self.dir, self.final_dir)
             self.dir = self.final_dir
         else:
-            self.write_json("run.json", self._status("failed", error=f"{type(exc).__name__}: {exc}"))
+            self.write_json(RunStatus.FILE, self._status("failed", error=f"{type(exc).__name__}: {exc}"))
         return False

@@ -8,15 +8,17 @@ error, format compliance of every quantized tensor, layer-wise error and storage
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from torch import nn
 
 from quantlens import events
 from quantlens.data import PreparedData
-from quantlens.errors import ConfigError
+from quantlens.errors import ConfigError, QuantlensError
 from quantlens.experiments.record import RunRecord
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.metrics.classification import Predictions, classification_metrics
@@ -43,6 +45,25 @@ class SimulationResult:
     compliance: dict | None
     size: dict
     coverage: dict
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SimulationResult:
+        """One format's files (`quantization/<NN-label>/`) read back."""
+        folder = Path(folder)
+
+        def read(name: str) -> dict | None:
+            path = folder / name
+            try:
+                return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise QuantlensError(f"cannot read {path}: {exc}") from None
+
+        metrics = read("metrics.json")
+        if metrics is None:
+            raise QuantlensError(f"{folder} holds no metrics.json: not a simulated format's folder")
+        label, paired = metrics.pop("label"), metrics.pop("paired_vs_fp32")
+        return cls(label, folder.name, metrics, paired, read("compliance.json"), read("size.json"),
+                   read("coverage.json"))
 
     def row(self) -> dict:
         """One format's line of quantization/summary.json and of the report's tables. Values and
