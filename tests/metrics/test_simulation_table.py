@@ -124,3 +124,19 @@ def test_multiclass_table_has_no_binary_columns_and_reads_old_rows():
     assert "Δsens" not in text and "ΔAUROC" not in text and "top-5" in text
     low, high = row["top1_delta_ci"]
     _assert_nothing_cut(text, ["0.7500", "+0.00", f"[{low * 100:+.2f}, {high * 100:+.2f}]", "old"])
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_fp32_metrics_table_fits_100_columns_and_names_units(binary):
+    from quantlens.report.tables import metrics_table
+
+    values = {"n": 624, "top1": 0.8638, "top5": None, "macro_precision": 0.9, "macro_recall": 0.8, "macro_f1": 0.85,
+              "auroc": 0.9718, "mean_confidence": 0.9, "ece": 0.05, "nll": 0.3, "per_class": {}, "confusion_matrix": []}
+    if binary:
+        values.update(positive_class="pneumonia", sensitivity=0.997, specificity=0.641)
+    evaluation = EvaluationResult("test", "official", ClassificationMetrics.from_dict(values), {})
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(metrics_table(evaluation, "compact_cnn on medmnist:pneumoniamnist.npz"))
+    text = console.export_text()
+    _assert_nothing_cut(text, ["0.8638", "0.9718"] + (["0.9970", "0.6410"] if binary else []))
+    assert "(frac" in text and "(images)" in text

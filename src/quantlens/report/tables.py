@@ -19,12 +19,14 @@ def _fmt(value, digits: int = 4) -> str:
 def metrics_table(evaluation: EvaluationResult, title: str) -> Table:
     """FP32's metrics; every value a fraction in [0, 1], as the caption says."""
     m = evaluation.metrics
-    table = Table(title=title, title_justify="left", caption="frac: fractions in [0, 1]", caption_justify="left")
+    caption = "frac: fractions in [0, 1]" + (f"; sens/spec: sensitivity and specificity, {m.positive_class!r} "
+                                             f"the positive class" if m.binary else "")
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     columns = ["split", "n\n(images)", "top-1\n(frac)", "top-5\n(frac)", "macro F1\n(frac)", "AUROC\n(frac)",
                "ECE\n(frac)", "mean conf\n(frac)"]
     values = [evaluation.split, m.n, m.top1, m.top5, m.macro_f1, m.auroc, m.ece, m.mean_confidence]
     if m.binary:
-        columns += [f"sensitivity\n(frac, {m.positive_class})", "specificity\n(frac)"]
+        columns += ["sens\n(frac)", "spec\n(frac)"]
         values += [m.sensitivity, m.specificity]
     for c in columns:
         table.add_column(c, justify="right")
