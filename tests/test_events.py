@@ -171,3 +171,14 @@ def test_random_weights_are_said_loudly(tmp_path):
     warnings = [e.text for e in seen if isinstance(e, Note) and e.level == "warning"]
     assert any("RANDOM weights" in text for text in warnings)
     assert outcome.evaluation.model["weights"] == "random (untrained)"
+
+
+def test_interleaved_timing_reports_warm_up_and_rounds(collected):
+    from quantlens.bench.compare import InterleavePlan, run_interleaved
+    from quantlens.bench.timing import WarmupPolicy
+
+    steps = []
+    plan = InterleavePlan(rounds=3, samples_per_round=1, warmup=WarmupPolicy(iterations=1, until_steady=False))
+    run_interleaved({"a": lambda: None, "b": lambda: None}, plan, on_round=lambda i: steps.append(("round", i)),
+                    on_warmup=lambda name: steps.append(("warm", name)))
+    assert steps == [("warm", "a"), ("warm", "b"), ("round", 0), ("round", 1), ("round", 2)]

@@ -272,13 +272,15 @@ def run_interleaved(candidates: Mapping[str, Callable[[], object]], plan: Interl
                     metadata: Mapping[str, Mapping[str, Any]] | None = None,
                     environment: Mapping[str, Any] | None = None,
                     noise_threshold: float = NOISY_ROBUST_CV,
-                    on_round: Callable[[int], object] | None = None) -> Comparison:
+                    on_round: Callable[[int], object] | None = None,
+                    on_warmup: Callable[[str], object] | None = None) -> Comparison:
     """Time the candidates (name -> zero-argument callable) interleaved, one record each.
 
     `plan` defaults to `InterleavePlan()` (20 shuffled rounds of 5 samples, steady-state warm-up);
     `metadata` maps candidate names to their record's metadata (backend, precision ...);
     `environment` defaults to one `capture_environment()` shared by all records; `on_round(i)`
-    is called after round i (0-based), between samples, e.g. to advance a progress bar.
+    is called after round i (0-based), between samples, and `on_warmup(name)` after each
+    candidate's warm-up, e.g. to advance a progress bar.
     """
     plan = InterleavePlan() if plan is None else plan
     if not isinstance(plan, InterleavePlan):
@@ -302,7 +304,11 @@ def run_interleaved(candidates: Mapping[str, Callable[[], object]], plan: Interl
     orders = plan.round_orders(names)
 
     started_at = time.time()
-    warmups = {name: warm_up(samplers[name], plan.warmup) for name in names}
+    warmups = {}
+    for name in names:
+        warmups[name] = warm_up(samplers[name], plan.warmup)
+        if on_warmup is not None:
+            on_warmup(name)
     kept: dict[str, list[int]] = {name: [] for name in names}
     for index, order in enumerate(orders):
         for name in order:

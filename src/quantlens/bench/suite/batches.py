@@ -98,12 +98,15 @@ def time_batch(batch_size: int, config: BenchmarkConfig, target: Target, prepare
         expected = sum(call_seconds) * plan.rounds * (plan.samples_per_round + plan.discard_per_round)
         events.note(f"  batch {batch_size}: timing {len(candidates)} backends interleaved, {plan.rounds} rounds x "
                     f"{plan.samples_per_round} calls (about {expected:.0f} s after warm-up)")
-        with events.task(f"batch {batch_size}", total=plan.rounds, unit="rounds") as progress:
+        # one step per backend's warm-up, then one per round
+        with events.task(f"batch {batch_size}: warm-up, rounds", total=len(candidates) + plan.rounds,
+                         unit="steps") as progress:
             comparison = run_interleaved(candidates, plan, baseline=baseline or next(iter(candidates)),
                                          synchronize=synchronize, batch_size=batch_size, item_unit="image",
                                          metadata=metadata, environment=environment,
                                          noise_threshold=config.noise_threshold,
-                                         on_round=lambda _: progress.advance())
+                                         on_round=lambda i: progress.advance(status=f"round {i + 1}"),
+                                         on_warmup=lambda name: progress.advance(status=f"{name} warm"))
         records = dict(comparison.records)
     elif candidates:
         (name, fn), = candidates.items()
