@@ -14,8 +14,9 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 # ISA extensions that decide which low-precision kernels a CPU can run fast.
 _ISA_FLAGS = (
@@ -142,3 +143,33 @@ def capture_environment(seeds: dict[str, int] | None = None) -> dict[str, Any]:
         "env_vars": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
                      if k in os.environ},
     }
+
+
+@dataclass(frozen=True)
+class Environment:
+    """`environment.json`: `capture_environment`'s record as a typed value (nested parts as written)."""
+
+    FILE: ClassVar[str] = "environment.json"
+
+    machine_fingerprint: str
+    hostname: str
+    platform: str
+    cpu_model: str | None
+    isa_flags: list
+    logical_cores: int | None
+    usable_cores: int
+    memory_bytes: int | None
+    torch_threads: dict | None
+    python: str
+    versions: dict
+    git_commit: str | None
+    gpu: Any
+    seeds: dict
+    env_vars: dict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Environment:
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})

@@ -104,3 +104,24 @@ def test_each_format_folder_reads_back_into_its_row(full_run):
     for row in full_run.simulation.formats:
         loaded = SimulationResult.load(full_run.run_dir / "quantization" / row.folder)
         assert loaded.label == row.label and json.loads(json.dumps(loaded.row())) == row.to_dict()
+
+
+def test_the_remaining_run_files_read_back_into_their_types(full_run):
+    from quantlens.environment import Environment
+    from quantlens.experiments.stages.train import TrainingHistory
+    from quantlens.metrics.layerwise import layerwise_from_record, layerwise_record
+    from quantlens.nn.compliance import ComplianceReport
+    from quantlens.recipes import QuantizationConfig
+
+    run = full_run.run_dir
+    raw = json.loads((run / Environment.FILE).read_text())
+    assert Environment.from_dict(raw).to_dict() == raw
+    history = json.loads((run / TrainingHistory.FILE).read_text())
+    assert TrainingHistory.from_list(history).to_list() == history and len(history) == 1
+    folder = run / "quantization" / full_run.simulation.formats[0].folder
+    layers = json.loads((folder / "layerwise.json").read_text())
+    assert layerwise_record(layerwise_from_record(layers)) == layers and layers
+    compliance = json.loads((folder / "compliance.json").read_text())
+    assert ComplianceReport.from_dict(compliance).to_dict() == compliance
+    config = json.loads((folder / "config.json").read_text())
+    assert QuantizationConfig.model_validate(config).model_dump(mode="json") == config

@@ -116,3 +116,8 @@ def layerwise_table(errors: list[LayerError], limit: int | None = None) -> str:
 
 def layerwise_record(errors: list[LayerError]) -> list[dict]:
     return [asdict(e) for e in errors]
+
+
+def layerwise_from_record(record: list[dict]) -> list[LayerError]:
+    """Inverse of `layerwise_record` (`layerwise.json` read back)."""
+    return [LayerError(**row) for row in record]

@@ -53,6 +53,11 @@ class ComplianceReport:
                 "layers_with_violations": sorted(k for k, v in self.by_layer().items() if v),
                 "tensors": [asdict(t) for t in self.tensors]}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> ComplianceReport:
+        """Inverse of `to_dict` (the summary figures are derived from the tensors again)."""
+        return cls([TensorCompliance(**t) for t in data["tensors"]])
+
 
 def check_tensor(layer: str, tensor: str, value: torch.Tensor, spec, params) -> TensorCompliance:
     fmt = spec.format

@@ -3,7 +3,7 @@ checkpoint kept; `training.json` (and `history.json`, `cross_validation.json` be
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 from quantlens.experiments.stages.base import STAGES, RunContext, Stage
@@ -26,6 +26,36 @@ class CrossValidationResult:
     @classmethod
     def from_dict(cls, data: dict) -> CrossValidationResult:
         return cls(data["folds"], tuple(data["per_fold"]), data["val_mean_std"])
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One epoch: learning rate at its end, training loss (nats) and top-1 (fraction), and the
+    validation figures when there is a validation split."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_top1: float
+    val_loss: float | None = None
+    val_top1: float | None = None
+    val_auroc: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainingHistory:
+    """`history.json`: every epoch of the training run, in order."""
+
+    FILE: ClassVar[str] = "history.json"
+
+    epochs: tuple[EpochRow, ...]
+
+    def to_list(self) -> list[dict]:
+        return [asdict(row) for row in self.epochs]
+
+    @classmethod
+    def from_list(cls, rows: list[dict]) -> TrainingHistory:
+        return cls(tuple(EpochRow(**row) for row in rows))
 
 
 @dataclass(frozen=True)
