@@ -78,3 +78,13 @@ def write_npz(target: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
     return Path(target)
+
+
+def read_json(source: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    """The JSON value in `source`; a QuantlensError naming `what` and the file when it cannot be read."""
+    from quantlens.errors import QuantlensError
+
+    try:
+        return json.loads(Path(source).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise QuantlensError(f"cannot read {what} {source}: {error}") from None

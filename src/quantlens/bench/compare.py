@@ -15,7 +15,6 @@ the `Comparison`, never printed or warned from here: whoever shows the result pr
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from quantlens.atomic import write_json
+from quantlens.atomic import read_json, write_json
 from quantlens.bench.notes import (  # noqa: F401  (the warning classes are re-exported from here)
     BenchmarkNote,
     BenchmarkWarning,
@@ -138,11 +137,7 @@ class Comparison:
 
     @classmethod
     def load(cls, path: str | Path) -> Comparison:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise QuantlensError(f"cannot read comparison {path}: {error}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, "comparison"))
 
 
 def compare_records(records: Sequence[BenchmarkRecord], *, baseline: str | None = None,

@@ -19,7 +19,6 @@ profiler's own overhead; trust the shares and ratios more than the milliseconds.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import torch
 
-from quantlens.atomic import write_json
+from quantlens.atomic import read_json, write_json
 from quantlens.backends.base import OperatorProfile, Runner, cpu_has_int8_dot_product
 from quantlens.backends.op_categories import is_compute_op, op_category
 from quantlens.errors import QuantlensError
@@ -268,11 +267,7 @@ class ProfileComparison:
 
     @classmethod
     def load(cls, path: str | Path) -> ProfileComparison:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise QuantlensError(f"cannot read profile comparison {path}: {error}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, "profile comparison"))
 
 
 def compare_profiles(baseline: OperatorBreakdown, candidate: OperatorBreakdown) -> ProfileComparison:

@@ -8,7 +8,6 @@ error, format compliance of every quantized tensor, layer-wise error and storage
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from torch import nn
 
 from quantlens import events
+from quantlens.atomic import read_json
 from quantlens.data import PreparedData
 from quantlens.errors import ConfigError, QuantlensError
 from quantlens.experiments.record import RunRecord
@@ -53,10 +53,7 @@ class SimulationResult:
 
         def read(name: str) -> dict | None:
             path = folder / name
-            try:
-                return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise QuantlensError(f"cannot read {path}: {exc}") from None
+            return read_json(path, "simulation result") if path.is_file() else None
 
         metrics = read("metrics.json")
         if metrics is None:

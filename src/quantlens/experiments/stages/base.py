@@ -10,7 +10,6 @@ its result. The runner loops over the registered stages; a new stage is one file
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from quantlens.atomic import read_json
 from quantlens.data import PreparedData, Split
 from quantlens.data.source import ImageSource
-from quantlens.errors import QuantlensError
 from quantlens.experiments.record import RunRecord
 from quantlens.experiments.setup import Setup
 from quantlens.experiments.spec import ExperimentSpec
@@ -83,8 +82,4 @@ def load_result(stage: Stage, run_dir: str | Path) -> Any:
     path = Path(run_dir) / stage.file
     if stage.writes_itself:
         return stage.result_type.load(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QuantlensError(f"cannot read {path}: {exc}") from None
-    return stage.result_type.from_dict(data)
+    return stage.result_type.from_dict(read_json(path, f"the {stage.name} stage's result"))
