@@ -182,3 +182,22 @@ def test_interleaved_timing_reports_warm_up_and_rounds(collected):
     run_interleaved({"a": lambda: None, "b": lambda: None}, plan, on_round=lambda i: steps.append(("round", i)),
                     on_warmup=lambda name: steps.append(("warm", name)))
     assert steps == [("warm", "a"), ("warm", "b"), ("round", 0), ("round", 1), ("round", 2)]
+
+
+def test_progress_bars_fit_a_100_column_terminal_whole():
+    import re
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100, force_terminal=True, color_system=None)
+    with ProgressView(console) as view, events.listening(view):
+        with events.task("simulated formats", total=2, unit="formats"), \
+                events.task("evaluating w:mxfp4/block32 in:mxfp4/block32", total=9488, unit="images") as b, \
+                events.task("train", total=100, unit="steps") as t:
+            b.advance(4000)
+            t.advance(50, status="epoch 3 loss 0.12345678")
+            view._progress.refresh()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue()).replace("\r", "\n")
+    lines = [line for line in text.splitlines() if "eta" in line]
+    assert lines and all(len(line) <= 100 for line in lines)
+    assert any("4000/9488 images" in line for line in lines) and any("50/100 steps" in line for line in lines)
+    assert not any("0:…" in line for line in lines)  # the time columns stay whole

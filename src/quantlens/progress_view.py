@@ -9,7 +9,6 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -20,16 +19,26 @@ from rich.text import Text
 
 from quantlens.events import Event, Note, TaskAdvanced, TaskFinished, TaskStarted
 
+DESCRIPTION_WIDTH = 30
+STATUS_WIDTH = 16
+
+
+def _cut(text: str, width: int) -> str:
+    """`text`, shortened with an ellipsis to `width` characters (a bar's columns must stay whole)."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
 
 class ProgressView:
     """A `quantlens.events` sink; use as a context manager around the work."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        # Widths chosen so a bar fits a 100-column terminal: 30 + 12 + 17 + 7 + 3 + 7 + 16 + separators.
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"), console=console, transient=True)
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=12),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} {task.fields[unit]}"), TimeElapsedColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
+            transient=True)
         self._tasks: dict[int, TaskID] = {}
 
     def __enter__(self) -> ProgressView:
@@ -41,10 +50,10 @@ class ProgressView:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TaskStarted):
-            self._tasks[event.task] = self._progress.add_task(event.description, total=event.total,
-                                                              unit=event.unit, status="")
+            self._tasks[event.task] = self._progress.add_task(_cut(event.description, DESCRIPTION_WIDTH),
+                                                              total=event.total, unit=event.unit, status="")
         elif isinstance(event, TaskAdvanced) and event.task in self._tasks:
-            fields = {"status": event.status} if event.status else {}
+            fields = {"status": _cut(event.status, STATUS_WIDTH)} if event.status else {}
             self._progress.update(self._tasks[event.task], advance=event.advance, **fields)
         elif isinstance(event, TaskFinished) and event.task in self._tasks:
             self._progress.remove_task(self._tasks.pop(event.task))

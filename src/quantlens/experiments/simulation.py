@@ -176,5 +176,5 @@ def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData, 
         for i, (cfg, plan) in enumerate(zip(spec.quantization, planned.plans, strict=True), start=1):
             results.append(simulate_one(i, cfg, plan, modular.model, data, spec, eval_idx, calib_idx, reference,
                                         record, modular.to_dict()))
-            progress.advance(status=cfg.label)
+            progress.advance()
     return results
