@@ -26,7 +26,8 @@ def test_short_help(cli, args):
 ])
 def test_enumerated_options_refuse_other_values(cli, args, option, tmp_path):
     result = cli(*args, "--out", tmp_path)
-    assert result.code == 2 and option in result.err and not any(tmp_path.iterdir())
+    assert result.code == 2 and not any(tmp_path.iterdir())
+    assert len(result.error_lines) == 1 and option in result.error_lines[0], result.err
 
 
 def test_formats_sort_naturally(cli):
@@ -47,3 +48,14 @@ def test_bench_with_a_checkpoint_takes_its_class_count(cli, tmp_path):
                  "--out", tmp_path / "runs")
     assert result.code == 0, result.err
     assert "synthetic data: 10 classes, 3x32x32" in result.err
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["evl"], "No such command 'evl'. Did you mean 'eval'?"),
+    (["eval"], "Missing option '--model'"),
+    (["train", "--model", "compact_cnn", "--data", "digits", "--epochs", "2.5"], "'--epochs'"),
+])
+def test_usage_errors_are_one_line(cli, args, fragment):
+    result = cli(*args)
+    assert result.code == 2 and result.error_lines == [line for line in result.err.splitlines() if line.strip()]
+    assert len(result.error_lines) == 1 and fragment in result.error_lines[0]

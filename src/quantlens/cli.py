@@ -310,16 +310,40 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     err.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True, style="yellow")
 
 
+def _click_error(name: str) -> type[Exception]:
+    """A click exception class by name, wherever typer takes click from (its own copy or the package)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+def _error(message: str) -> None:
+    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
+    """Every user mistake -- a bad option as much as a bad config -- is one `error:` line and exit 2."""
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
+    usage_error, click_error = _click_error("UsageError"), _click_error("ClickException")
     try:
-        app()
+        code = app(standalone_mode=False)
     except QuantlensError as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(2)
+    except usage_error as exc:
+        if type(exc).__name__ != "NoArgsIsHelpError":  # the help was printed instead
+            command = exc.ctx.command_path if getattr(exc, "ctx", None) else "quantlens"
+            message = exc.format_message().replace("Value error, ", "")  # pydantic's prefix, through typer
+            _error(f"{message} (see '{command} --help')")
+        sys.exit(2)
+    except click_error as exc:
+        _error(exc.format_message())
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _error("aborted")
+        sys.exit(1)
     finally:
         warnings.showwarning = previous
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
