@@ -11,8 +11,6 @@ from torch import nn
 
 from quantlens.errors import ConfigError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-
 
 def resolve_device(setting: str, field: str = "device") -> torch.device:
     """'auto' -> the first CUDA GPU when there is one, else the CPU; 'cuda' without a GPU is refused."""

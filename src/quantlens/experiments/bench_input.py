@@ -42,8 +42,9 @@ def _classifier_key(model: nn.Module) -> str | None:
 
 def infer_num_classes(model_name: str, weights: str, channels: int, size: int) -> int | None:
     """The class count a checkpoint was saved with (None when its classifier cannot be found)."""
-    placeholder = build_model(model_name, num_classes=2, in_channels=channels, image_size=size)
-    key = _classifier_key(placeholder)
+    # layer names do not depend on the class count: any count finds the classifier's key
+    template = build_model(model_name, num_classes=2, in_channels=channels, image_size=size)
+    key = _classifier_key(template)
     state = read_state_dict(weights)
     tensor = state.get(key) if key else None
     return int(tensor.shape[0]) if tensor is not None and tensor.ndim >= 2 else None

@@ -127,11 +127,10 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
                                                         "indices": [int(i) for i in calib_idx]},
             capped=capped, skipped_files=[{"file": f, "reason": r} for f, r in source.skipped])
         record.write_json(DataSummary.FILE, summary.to_dict())
+        weights = "random (untrained)" if setup.random_weights(spec) else spec.model.weights or "trained in this run"
         ctx = RunContext(spec=spec, source=source, data=data, setup=setup, root=root, record=record, split=split,
                          trained_on=trained_on, eval_split=split_name, eval_reason=reason, eval_idx=indices,
-                         calib_idx=calib_idx)
-        weights = "random (untrained)" if setup.random_weights(spec) else spec.model.weights or "trained in this run"
-        ctx.shared["model"] = {**setup.describe(), "weights": weights}
+                         calib_idx=calib_idx, model_info={**setup.describe(), "weights": weights})
         for stage in ordered_stages():
             if stage.enabled(spec):
                 result = stage.run(ctx)

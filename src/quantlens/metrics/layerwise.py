@@ -82,11 +82,12 @@ def layerwise_errors(float_model: nn.Module, quant_model: nn.Module, layers: dic
     modes = float_model.training, quant_model.training
     float_model.eval()
     quant_model.eval()
+    float_device, quant_device = module_device(float_model), module_device(quant_model)
     try:
         for x in batches:  # each model on its own device
             captured.clear()
-            float_model(x.to(module_device(float_model)))
-            quant_model(x.to(module_device(quant_model)))
+            float_model(x.to(float_device))
+            quant_model(x.to(quant_device))
     finally:
         for h in handles:
             h.remove()

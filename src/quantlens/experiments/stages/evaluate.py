@@ -40,7 +40,7 @@ def evaluate(ctx: RunContext) -> EvaluationResult:
     metrics = classification_metrics(predictions, ctx.source.class_names, positive_class=spec.eval.positive_class,
                                      ece_bins=spec.eval.ece_bins)
     return EvaluationResult(ctx.eval_split, ctx.eval_reason, ClassificationMetrics.from_dict(metrics),
-                            ctx.shared["model"])
+                            ctx.model_info)
 
 
 STAGES.add("eval", Stage(
