@@ -14,7 +14,7 @@ from torch import nn
 from quantlens.errors import QuantlensError
 from quantlens.formats import BlockFormat, IntFormat
 from quantlens.nn.spec import TensorSpec
-from quantlens.observers import MinMaxObserver
+from quantlens.observers import OBSERVERS, Observer
 from quantlens.scaling import QuantParams, compute_qparams, fake_quantize, fake_quantize_ste
 
 
@@ -27,8 +27,28 @@ def _channel_axis(x: torch.Tensor, axis: int | None) -> int:
 
 def _fake_quant(x: torch.Tensor, spec: TensorSpec, params: QuantParams) -> torch.Tensor:
     """Fake-quantize with the spec's rounding and overflow; straight-through gradients when x needs them."""
-    fn = fake_quantize_ste if x.requires_grad and torch.is_grad_enabled() else fake_quantize
-    return fn(x, spec.format, params, rounding=spec.rounding, saturate=spec.saturate)
+    if x.requires_grad and torch.is_grad_enabled():
+        return fake_quantize_ste(x, spec.format, params, rounding=spec.rounding, saturate=spec.saturate)
+    extra = {"divide": True} if spec.divide else {}  # deployment-faithful division (ONNX Runtime)
+    return fake_quantize(x, spec.format, params, rounding=spec.rounding, saturate=spec.saturate, **extra)
+
+
+def _qparams(x: torch.Tensor, spec: TensorSpec, granularity, **stats) -> QuantParams:
+    """compute_qparams with the spec's scale kind (and MX shared-scale rule where it is not the spec's floor)."""
+    extra = {"mx_rule": spec.mx_rule} if spec.mx_rule != "floor" else {}
+    return compute_qparams(x, spec.format, granularity, scale_kind=spec.scale_kind, **stats, **extra)
+
+
+def make_observer(spec: TensorSpec, axis: int | None) -> Observer:
+    """The spec's registered observer for one tensor, grouped along `axis` (None: one group)."""
+    return OBSERVERS.get(spec.observer)(spec.format, axis, **spec.options())
+
+
+def range_stats(spec: TensorSpec, lo: torch.Tensor, hi: torch.Tensor) -> dict[str, torch.Tensor]:
+    """An observed (min, max) as compute_qparams statistics: min/max for asymmetric integers, else amax."""
+    if isinstance(spec.format, IntFormat) and not spec.format.symmetric:
+        return {"min_val": lo, "max_val": hi}
+    return {"amax": torch.maximum(-lo, hi)}
 
 
 class _Recording:
@@ -57,7 +77,7 @@ class ActivationQuantizer(nn.Module):
         self.axis = axis
         self.where = where  # e.g. "layer1.0.conv1 input 0", for messages and reports
         self.calibrating = False
-        self.observer: MinMaxObserver | None = None
+        self.observer: Observer | None = None
         self.params: QuantParams | None = None  # fixed scales (static, non-block)
         self.tensor_amax: torch.Tensor | None = None  # NVFP4's calibrated per-tensor maximum
         self.record = _Recording()
@@ -85,16 +105,16 @@ class ActivationQuantizer(nn.Module):
             self.tensor_amax = torch.maximum(-lo, hi).max()
             return
         granularity = self.spec.granularity(_channel_axis(self._example, self.axis))
-        if isinstance(fmt, IntFormat) and not fmt.symmetric:
-            stats = {"min_val": lo, "max_val": hi}
-        else:
-            stats = {"amax": torch.maximum(-lo, hi)}
-        self.params = compute_qparams(self._example, fmt, granularity, scale_kind=self.spec.scale_kind, **stats)
+        self.params = _qparams(self._example, self.spec, granularity, **range_stats(self.spec, lo, hi))
+
+    def fix(self, params: QuantParams) -> None:
+        """Use these scales from now on (e.g. read back from an export, or chosen by a search)."""
+        self.params = params
 
     def _observe(self, x: torch.Tensor) -> None:
         if self.observer is None:
             axis = _channel_axis(x, self.axis) if self.spec.mode == "channel" else None
-            self.observer = MinMaxObserver(axis)
+            self.observer = make_observer(self.spec, axis)
         self.observer.update(x)
         self._example = torch.zeros((1, *x.shape[1:]), dtype=torch.float32, device=x.device)  # one sample's shape
 
@@ -104,9 +124,9 @@ class ActivationQuantizer(nn.Module):
         spec = self.spec
         granularity = spec.granularity(_channel_axis(x, self.axis))
         if not self.uses_static_range:
-            return compute_qparams(x, spec.format, granularity, scale_kind=spec.scale_kind)
+            return _qparams(x, spec, granularity)
         if self.tensor_amax is not None:  # NVFP4: block scales from x, tensor scale from calibration
-            return compute_qparams(x, spec.format, granularity, amax=self.tensor_amax)
+            return _qparams(x, spec, granularity, amax=self.tensor_amax)
         raise QuantlensError(f"{self.where}: static ranges need calibration first (calibrate the model)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,10 +146,13 @@ class ActivationQuantizer(nn.Module):
 class ParamQuantizer(nn.Module):
     """Fake-quantizes one parameter or buffer, viewed as (rows, -1) when `matrix` (conv/linear weights).
 
-    The result is cached and recomputed only when the parameter changes (its storage or its
-    version counter: in-place updates by optimisers and load_state_dict move it; writes through
-    `.data` do not, by torch's design), so weights are quantized once, not on every forward.
-    While training with gradients the straight-through estimator is used and nothing is cached.
+    Scales come from the parameter's own values through the spec's observer ('max' by default;
+    'mse' searches a clipping range per channel), unless `freeze` fixed them (AdaRound does, after
+    choosing each weight's rounding). The result is cached and recomputed only when the parameter
+    changes (its storage or its version counter: in-place updates by optimisers and load_state_dict
+    move it; writes through `.data` do not, by torch's design), so weights are quantized once, not
+    on every forward. While training with gradients the straight-through estimator is used and
+    nothing is cached.
     """
 
     def __init__(self, spec: TensorSpec, axis: int, where: str, matrix: bool) -> None:
@@ -139,21 +162,41 @@ class ParamQuantizer(nn.Module):
         self.where = where
         self.matrix = matrix  # (O, I, kH, kW) -> (O, I*kH*kW): blocks run along the whole fan-in
         self.record = _Recording()
+        self.frozen: QuantParams | None = None
         self._key: tuple | None = None
         self._cached: torch.Tensor | None = None
 
+    def view(self, p: torch.Tensor) -> torch.Tensor:
+        """The parameter as the quantizer sees it: (O, fan_in) for conv/linear weights."""
+        return p.reshape(p.shape[0], -1) if self.matrix and p.ndim > 2 else p
+
+    def params_for(self, p: torch.Tensor) -> QuantParams:
+        """The scales this quantizer uses for parameter `p` (frozen ones, or from p's values)."""
+        if self.frozen is not None:
+            return self.frozen
+        view = self.view(p).detach()
+        granularity = self.spec.granularity(self.axis)
+        if self.spec.observer in ("max", "dynamic") or self.spec.mode == "block":
+            return _qparams(view, self.spec, granularity)
+        axis = self.axis if self.spec.mode == "channel" else None
+        observer = make_observer(self.spec, axis)
+        observer.update(view.float())
+        return _qparams(view, self.spec, granularity, **range_stats(self.spec, *observer.range()))
+
+    def freeze(self, params: QuantParams | None) -> None:
+        """Fix the scales (None: follow the parameter's values again); the cache is dropped."""
+        self.frozen, self._key, self._cached = params, None, None
+
     def forward(self, p: torch.Tensor) -> torch.Tensor:
-        view = p.reshape(p.shape[0], -1) if self.matrix and p.ndim > 2 else p
+        view = self.view(p)
         if p.requires_grad and torch.is_grad_enabled():
-            params = compute_qparams(view.detach(), self.spec.format, self.spec.granularity(self.axis),
-                                     scale_kind=self.spec.scale_kind)
+            params = self.params_for(p)
             quantized = _fake_quant(view, self.spec, params)
             self.record.keep(quantized, params)
             return quantized.reshape(p.shape)
         key = (p.data_ptr(), p._version, tuple(p.shape))
         if key != self._key:
-            params = compute_qparams(view, self.spec.format, self.spec.granularity(self.axis),
-                                     scale_kind=self.spec.scale_kind)
+            params = self.params_for(p)
             quantized = _fake_quant(view, self.spec, params)
             self._cached, self._key, self._params = quantized.reshape(p.shape), key, params
         if self.record.recording:

@@ -6,7 +6,7 @@ Recipes (the validated user configs) translate into these; the wrappers never se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from quantlens.formats import BlockFormat, NumberFormat, get_format
 from quantlens.scaling import Granularity, PerBlock, PerChannel, PerTensor
@@ -30,6 +30,10 @@ class TensorSpec:
     static: bool = True
     rounding: Literal["nearest_even", "stochastic"] = "nearest_even"
     saturate: bool = True  # False: overflow becomes Inf (E5M2, FP16) or NaN (E4M3) where the format has them
+    observer: str = "max"  # a registered observer (quantlens.observers.OBSERVERS): statistics -> range
+    observer_options: tuple[tuple[str, Any], ...] = ()  # keyword options of that observer, e.g. (("percentile", 99.99),)
+    mx_rule: str = "floor"  # OCP MX shared-scale rule: 'floor' (the spec), 'ceil', 'even' or 'rceil'
+    divide: bool = False  # True: x / scale as a true division (what ONNX Runtime's QuantizeLinear does)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", get_format(self.format))
@@ -44,6 +48,9 @@ class TensorSpec:
         if self.mode == "channel":
             return PerChannel(axis)
         return PerBlock(self.chunk_size, axis)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.observer_options)
 
     def describe(self) -> str:
         return f"{self.format.name}/{self.mode}" + (f"{self.chunk_size}" if self.mode == "block" else "")

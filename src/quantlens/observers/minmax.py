@@ -11,7 +11,8 @@ from quantlens.observers.base import OBSERVERS
 class MinMaxObserver:
     """Running min/max over all calibration batches; `axis` None for one group, else per index on axis."""
 
-    def __init__(self, axis: int | None = None) -> None:
+    def __init__(self, fmt=None, axis: int | None = None) -> None:
+        self.fmt = fmt  # unused: the range is the data's
         self.axis = axis
         self.min: torch.Tensor | None = None
         self.max: torch.Tensor | None = None
