@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import torch
 
+from quantlens.observers._common import group_rows, reject_unknown
 from quantlens.observers.base import OBSERVERS
 
 
 @OBSERVERS.register("max")
 class MinMaxObserver:
-    """Running min/max over all calibration batches; `axis` None for one group, else per index on axis."""
+    """Running min/max over all calibration batches; `axis` None for one group, else per index on axis.
 
-    def __init__(self, fmt=None, axis: int | None = None) -> None:
+    NaN in the data propagates into the range (aminmax), so scales built from it are NaN.
+    """
+
+    def __init__(self, fmt=None, axis: int | None = None, **unknown) -> None:
+        reject_unknown("max", unknown, ())
         self.fmt = fmt  # unused: the range is the data's
         self.axis = axis
         self.min: torch.Tensor | None = None
         self.max: torch.Tensor | None = None
 
     def update(self, x: torch.Tensor) -> None:
-        x = x.detach().float()
         if self.axis is None:
-            lo, hi = torch.aminmax(x)
+            lo, hi = torch.aminmax(x.detach().float())
         else:
-            # (..., C, ...) -> (C, rest): one row per channel
-            rows = x.movedim(self.axis, 0).reshape(x.shape[self.axis], -1)
-            lo, hi = torch.aminmax(rows, dim=1)
+            lo, hi = torch.aminmax(group_rows(x, self.axis), dim=1)  # (C, rest): one row per channel
         self.min = lo if self.min is None else torch.minimum(self.min, lo)
         self.max = hi if self.max is None else torch.maximum(self.max, hi)
 

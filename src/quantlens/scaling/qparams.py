@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 
 from quantlens.errors import ConfigError
-from quantlens.formats.blocks import mx_scales_from_range, nvfp4_scales_from_range
+from quantlens.formats.blocks import MX_SCALE_RULES, mx_scales_from_range, nvfp4_scales_from_range
 from quantlens.formats.kernels import Kernel, KernelPath
 from quantlens.formats.minifloat import exp2_exact
 from quantlens.formats.registry import get_format
@@ -61,6 +61,14 @@ def _check_scale_kind(fmt: NumberFormat, scale_kind: str) -> None:
     if isinstance(fmt, BlockFormat) and scale_kind != "fp32":
         raise ConfigError(f"{fmt.name} defines its own scales (power-of-two for MX, E4M3 for NVFP4); "
                           f"scale_kind={scale_kind!r} applies to scalar formats only")
+
+
+def _check_mx_rule(fmt: NumberFormat, mx_rule: str) -> None:
+    if mx_rule not in MX_SCALE_RULES:
+        raise ConfigError(f"mx_rule must be one of {', '.join(MX_SCALE_RULES)}, got {mx_rule!r}")
+    if mx_rule != "floor" and not (isinstance(fmt, BlockFormat) and fmt.rule == "ocp_mx"):
+        raise ConfigError(f"mx_rule={mx_rule!r} chooses OCP MX shared scales; {fmt.name} is not an MX format "
+                          f"(leave mx_rule at 'floor')")
 
 
 def _check_statistics(fmt: NumberFormat, amax, min_val, max_val) -> None:
@@ -161,9 +169,10 @@ def _observed_range(x4, layout: GroupLayout, amax, min_val, max_val, path) -> tu
 
 def compute_qparams_arranged(x4: torch.Tensor, layout: GroupLayout, fmt: NumberFormat, *, amax=None,
                              min_val=None, max_val=None, scale_kind: ScaleKind = "fp32",
-                             path: KernelPath = "auto") -> QuantParams:
+                             path: KernelPath = "auto", mx_rule: str = "floor") -> QuantParams:
     """`compute_qparams` on a tensor already arranged by `layout` (saves a second padding copy)."""
     _check_scale_kind(fmt, scale_kind)
+    _check_mx_rule(fmt, mx_rule)
     _check_statistics(fmt, amax, min_val, max_val)
     dev = x4.device
     zeros = torch.zeros((), dtype=torch.int32, device=dev).expand(layout.scale_shape)  # a view: no fill pass
@@ -184,7 +193,7 @@ def compute_qparams_arranged(x4: torch.Tensor, layout: GroupLayout, fmt: NumberF
 
     lo, hi = _observed_range(x4, layout, amax, min_val, max_val, path)
     if isinstance(fmt, BlockFormat):  # OCP MX
-        scale = mx_scales_from_range(lo, hi, fmt, path=path)
+        scale = mx_scales_from_range(lo, hi, fmt, rule=mx_rule, path=path)
         return QuantParams(layout.scale_from4(scale), zeros, one, layout.granularity)
     if isinstance(fmt, IntFormat) and not fmt.symmetric:
         qlim = _constant((float(fmt.qmin), float(fmt.qmax)), torch.float32, dev)
@@ -198,17 +207,20 @@ def compute_qparams_arranged(x4: torch.Tensor, layout: GroupLayout, fmt: NumberF
 
 def compute_qparams(x: torch.Tensor, fmt: str | NumberFormat, granularity: Granularity | None = None, *,
                     amax=None, min_val=None, max_val=None, scale_kind: ScaleKind = "fp32",
-                    path: KernelPath = "auto") -> QuantParams:
+                    path: KernelPath = "auto", mx_rule: str = "floor") -> QuantParams:
     """Scale and zero point for `x` in `fmt` at `granularity` (None: PerTensor(), or the block
     format's PerBlock(block_size, -1)).
 
     Statistics come from `x` unless given: `amax` (largest magnitude; symmetric integers and
     minifloats; NVFP4: the per-tensor amax) or `min_val`/`max_val` (required for asymmetric
     integers; elsewhere amax = max(-min_val, max_val)). Each is a number, a tensor of the scale
-    shape, or one entry per group (e.g. a (C,) vector for PerChannel)."""
+    shape, or one entry per group (e.g. a (C,) vector for PerChannel).
+
+    mx_rule: the OCP MX shared-scale rule, one of `MX_SCALE_RULES` (formats/blocks.py): "floor"
+    (the spec, the default), "ceil", "even" or "rceil". Other formats accept only "floor"."""
     fmt = get_format(fmt)
     granularity = resolve_granularity(fmt, granularity)
     x = as_float32(x)
     layout = GroupLayout.of(x.shape, granularity)
     return compute_qparams_arranged(layout.arrange(x), layout, fmt, amax=amax, min_val=min_val,
-                                    max_val=max_val, scale_kind=scale_kind, path=path)
+                                    max_val=max_val, scale_kind=scale_kind, path=path, mx_rule=mx_rule)
