@@ -113,6 +113,17 @@ def test_progress_view_prints_notes_and_warnings_as_plain_lines():
     assert "a [bracketed] path/x" in text and "warning: careful" in text
 
 
+def test_progress_view_renders_a_task_of_unknown_length():
+    # a pass or a search has no count up front: its bar shows what is done, and the view closes cleanly
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100, force_terminal=True)
+    with ProgressView(console) as view, events.listening(view):
+        with events.task("pass fold_bn") as t:
+            t.advance(3)
+            view._progress.refresh()
+    assert "3 items" in buffer.getvalue()
+
+
 def test_cli_shows_python_warnings_as_one_line(cli, monkeypatch, tmp_path):
     import warnings
 

@@ -159,7 +159,6 @@ def _csv(value: str) -> list[str]:
 # tests/recipes check that they match.
 Mode = Literal["none", "tensor", "channel", "block"]
 NormMode = Literal["none", "tensor", "channel"]
-Observer = Literal["max", "dynamic"]
 ScaleKind = Literal["fp32", "pow2"]
 Rounding = Literal["nearest_even", "stochastic"]
 InputOps = Literal["all", "matmul"]
@@ -195,9 +194,12 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
                                                        help="norm parameters and statistics; default: none"),
              scale: ScaleKind | None = typer.Option(None, help="scales of every role; default: fp32"),
              rounding: Rounding | None = typer.Option(None, help="rounding of every role; default: nearest_even"),
-             observer: Observer | None = typer.Option(None, "--observer", "--calibration",
-                                                      help="input/output ranges: max (static, from calibration "
-                                                           "samples) or dynamic; default: max"),
+             observer: str | None = typer.Option(None, "--observer", "--calibration",
+                                                 help="input/output ranges: max, moving_average, percentile, "
+                                                      "entropy, mse (from calibration samples; `quantlens "
+                                                      "observers`) or dynamic; default: max"),
+             passes: str = typer.Option("", help="post-training passes in order, comma-separated (`quantlens "
+                                                 "passes`), e.g. fold_bn,cle,bias_correction"),
              calibration_samples: int | None = typer.Option(None, help="default: 512"),
              first_layer: bool | None = typer.Option(None, "--first-layer/--no-first-layer",
                                                      help="quantize the first layer (default: yes)"),
@@ -224,6 +226,8 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
                       quantize_first_layer=first_layer, quantize_last_layer=last_layer)}
     if _csv(exclude):
         entry["exclude"] = _csv(exclude)
+    if _csv(passes):
+        entry["passes"] = _csv(passes)
     entries = [{**entry, "format": fmt} for fmt in _csv(format)]
     _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
                 "model": {"name": model, "weights": weights}, "quantization": entries,
@@ -303,6 +307,29 @@ def list_formats(pattern: str = typer.Argument("*", help="glob")) -> None:
         else:
             detail = f"{fmt.bits} bits, [{fmt.qmin}, {fmt.qmax}]{'' if fmt.symmetric else ', zero point'}"
         out.print(f"{name:<12} {detail}", highlight=False)
+
+
+def _first_line(obj) -> str:
+    return ((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0]
+
+
+@app.command("observers")
+def list_observers() -> None:
+    """List the calibration observers (how a tensor's range is found)."""
+    from quantlens.observers import OBSERVERS
+
+    for name, observer in OBSERVERS.items():
+        out.print(f"{name:<16} {_first_line(observer)}", highlight=False)
+    out.print(f"{'dynamic':<16} no calibration: each batch's own range (activations)", highlight=False)
+
+
+@app.command("passes")
+def list_passes() -> None:
+    """List the post-training passes a recipe can name, and which model each runs on."""
+    from quantlens.passes.registry import PASSES
+
+    for name, registered in PASSES.items():
+        out.print(f"{name:<16} {registered.stage:<9} {_first_line(registered)}", highlight=False)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -28,6 +30,14 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+class CountColumn(ProgressColumn):
+    """'done/total unit', or 'done unit' for a task of unknown length (a pass, a search)."""
+
+    def render(self, task: Task) -> Text:
+        done = f"{task.completed:.0f}" if task.total is None else f"{task.completed:.0f}/{task.total:.0f}"
+        return Text(f"{done} {task.fields.get('unit', '')}".rstrip())
+
+
 class ProgressView:
     """A `quantlens.events` sink; use as a context manager around the work."""
 
@@ -36,7 +46,7 @@ class ProgressView:
         # Widths chosen so a bar fits a 100-column terminal: 30 + 12 + 17 + 7 + 3 + 7 + 16 + separators.
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(bar_width=12),
-            TextColumn("{task.completed:.0f}/{task.total:.0f} {task.fields[unit]}"), TimeElapsedColumn(),
+            CountColumn(), TimeElapsedColumn(),
             TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
             transient=True)
         self._tasks: dict[int, TaskID] = {}

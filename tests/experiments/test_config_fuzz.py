@@ -104,17 +104,29 @@ def _resolves(path: str) -> bool:
 
 
 def _set(document: dict, path: str, value) -> None:
+    """document[path] = value, building (or replacing with) the lists and mappings on the way: an earlier
+    mutation may have put a scalar where this path goes through a block."""
     parts = path.split(".")
     node = document
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
+        want = list if parts[i + 1].isdigit() else dict
         if part.isdigit():
             index = int(part)
             while len(node) <= index:
                 node.append({})
+            if not isinstance(node[index], want):
+                node[index] = want()
             node = node[index]
         else:
-            node = node.setdefault(part, [] if parts[parts.index(part) + 1].isdigit() else {})
-    node[parts[-1]] = value
+            if not isinstance(node.get(part), want):
+                node[part] = want()
+            node = node[part]
+    if parts[-1].isdigit():
+        while len(node) <= int(parts[-1]):
+            node.append({})
+        node[int(parts[-1])] = value
+    else:
+        node[parts[-1]] = value
 
 
 def _mutate(rng: random.Random) -> dict:

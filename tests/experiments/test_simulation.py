@@ -123,7 +123,8 @@ def test_simulate_shared_options_reach_every_role(cli, monkeypatch):
 @pytest.mark.parametrize(("options", "message"), [
     (["--weight-mode", "channel"], "quantization.0.weights: mxfp4 is a block format"),
     (["--input-mode", "rows"], "--input-mode"),  # refused by the option's choices, before any config is built
-    (["--observer", "percentile"], "--observer"),
+    (["--observer", "entropi"], "quantization.0.inputs.observer: unknown observer 'entropi'; did you mean entropy"),
+    (["--passes", "fold_bn,adarund"], "quantization.0.passes.1.name: unknown pass 'adarund'; did you mean adaround"),
     (["--scale", "fp16"], "--scale"),
     (["--input-ops", "gemm"], "--input-ops"),
     (["--norm-mode", "block"], "--norm-mode"),

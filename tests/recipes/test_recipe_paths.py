@@ -89,8 +89,8 @@ def test_unknown_paths_are_one_line_naming_the_path(spec, path, message):
 
 @pytest.mark.parametrize(("path", "value", "message"), [
     ("quantization.0.weights.format", "fp9", "quantization.0.weights.format: unknown number format 'fp9'"),
-    ("quantization.0.inputs.observer", "percentile", "quantization.0.inputs.observer: Input should be 'max' or "
-                                                      "'dynamic'"),
+    ("quantization.0.inputs.observer", "percentil", "quantization.0.inputs.observer: unknown observer 'percentil'; "
+                                                     "did you mean percentile"),
     ("train.epochs", "3", "train.epochs: Input should be a valid integer"),
     ("quantization.1.name", "w:int8/channel in:int8/tensor", "entries must differ"),
 ])

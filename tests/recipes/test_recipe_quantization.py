@@ -65,7 +65,17 @@ def _error(entry: dict) -> str:
     ({"norm": {"mode": "block"}}, "quantization.0.norm.mode: Input should be 'none', 'tensor' or 'channel'"),
     ({"norm": {"mode": "channel", "format": "mxfp4"}},
      "quantization.0.norm: mxfp4 is a block format; normalisation parameters take 'tensor' or 'channel'"),
-    ({"inputs": {"observer": "percentile"}}, "quantization.0.inputs.observer: Input should be 'max' or 'dynamic'"),
+    ({"inputs": {"observer": "entrpy"}}, "quantization.0.inputs.observer: unknown observer 'entrpy'; did you mean "
+                                         "entropy?"),
+    ({"inputs": {"observer": "percentile", "observer_options": {"percentile": 101.0}}},
+     "quantization.0.inputs: observer 'percentile': "),
+    ({"inputs": {"observer": "max", "observer_options": {"bins": 10}}}, "quantization.0.inputs: observer 'max': "),
+    ({"inputs": {"observer": "dynamic", "observer_options": {"bins": 10}}},
+     "quantization.0.inputs: observer 'dynamic' takes no observer_options"),
+    ({"weights": {"observer": "entropy"}}, "quantization.0.weights: observer 'entropy': "),
+    ({"weights": {"format": "mxfp4", "mx_rule": "round"}}, "quantization.0.weights.mx_rule: Input should be"),
+    ({"passes": ["fold_bm"]}, "quantization.0.passes.0.name: unknown pass 'fold_bm'; did you mean fold_bn"),
+    ({"passes": [{"name": "adaround", "options": {"iterations": 1.5e400}}]}, "quantization.0.passes.0.options"),
     ({"outputs": {"scale": "fp16"}}, "quantization.0.outputs.scale: Input should be 'fp32' or 'pow2'"),
     ({"weights": {"block_size": 0}}, "quantization.0.weights.block_size: Input should be greater than 0"),
     ({"weights": "int4"}, "quantization.0.weights: Input should be a mapping"),
@@ -75,8 +85,8 @@ def _error(entry: dict) -> str:
      "quantization.0.overrides.0.inputs: mxfp4 is a block format"),
     ({"overrides": [{"match": "x", "norm": {"mode": "block"}}]}, "quantization.0.overrides.0.norm.mode"),
     ({"overrides": [{"match": "x", "weights": {"formt": "int4"}}]},
-     "unknown key 'quantization.0.overrides.0.weights.formt' (known: format, mode, block_size, observer, scale, "
-     "rounding)"),
+     "unknown key 'quantization.0.overrides.0.weights.formt' (known: format, mode, block_size, observer, "
+     "observer_options, mx_rule, scale, rounding)"),
     ({"overrides": [{"weights": {"format": "int4"}}]}, "quantization.0.overrides.0: an override needs 'match'"),
     ({"weigths": {}}, "unknown key 'quantization.0.weigths' (known: version, name, format, weights, inputs"),
 ])
@@ -156,6 +166,6 @@ def test_patches_and_recipes_have_the_same_fields():
 def test_cli_choices_match_the_recipe_vocabularies():
     from quantlens import cli
 
-    for name in ("Mode", "NormMode", "Observer", "ScaleKind", "Rounding"):
+    for name in ("Mode", "NormMode", "ScaleKind", "Rounding"):  # observers: a registry, checked by the recipe
         assert get_args(getattr(cli, name)) == get_args(getattr(tensor_module, name)), name
     assert get_args(cli.InputOps) == get_args(QuantizationConfig.model_fields["input_ops"].annotation)

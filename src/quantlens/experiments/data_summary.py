@@ -24,6 +24,7 @@ class DataSummary:
     split: dict | None  # origin, file, sizes
     eval_split: dict  # name, n, reason, class_counts
     calibration: dict | None  # n, origin, indices
+    selection: dict | None  # n, metric, indices (the `selection:` split that chooses among recipes)
     capped: dict  # field -> {"requested", "used"}
     skipped_files: list  # {"file", "reason"}
 
@@ -32,4 +33,4 @@ class DataSummary:
 
     @classmethod
     def from_dict(cls, data: dict) -> DataSummary:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})

@@ -25,6 +25,7 @@ from quantlens.experiments.sampling import (
     checkpoint_split,
     eval_indices,
     holdout,
+    three_way_split,
 )
 from quantlens.experiments.setup import check_memory, prepare_model
 from quantlens.experiments.simulation import plan_simulations
@@ -107,14 +108,18 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
         record.write_text("config.yaml", resolved.to_yaml())
         data = PreparedData.from_source(source, setup.preprocessing)
         split_name, indices, reason = eval_indices(spec, source, split, trained_on)
-        calib_idx, calib_origin = None, None
-        if spec.quantization:
+        calib_idx, calib_origin, selection_idx = None, None, None
+        if spec.quantization and spec.selection.enabled:
+            calib_idx, selection_idx, indices, calib_origin = three_way_split(spec, source, indices)
+        elif spec.quantization:
             calib_idx, indices, calib_origin = calibration_indices(spec, source, split, trained_on, indices)
         capped = capped_settings(spec, len(indices), None if calib_idx is None else len(calib_idx))
         for field_name, counts in capped.items():
             events.warn(f"{field_name} asks for {counts['requested']} samples; {counts['used']} exist and are used "
                         f"(data.json: capped)")
-        check_held_out(split_name, indices, split if spec.train.enabled else trained_on, calib_idx)
+        check_held_out(split_name, indices, split if spec.train.enabled else trained_on, calib_idx, selection_idx)
+        if selection_idx is not None:  # what is evaluated is the confirmation part of that split
+            split_name, reason = "confirmation", f"{calib_origin}, cut from {split_name} ({reason})"
         summary = DataSummary(
             spec=source.spec, fingerprint=source.fingerprint(), n_samples=len(source), class_names=source.class_names,
             native_channels=source.channels,
@@ -125,12 +130,15 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
                         "class_counts": source.class_counts(indices)},
             calibration=None if calib_idx is None else {"n": len(calib_idx), "origin": calib_origin,
                                                         "indices": [int(i) for i in calib_idx]},
+            selection=None if selection_idx is None else {"n": len(selection_idx), "metric": spec.selection.metric,
+                                                          "indices": [int(i) for i in selection_idx]},
             capped=capped, skipped_files=[{"file": f, "reason": r} for f, r in source.skipped])
         record.write_json(DataSummary.FILE, summary.to_dict())
         weights = "random (untrained)" if setup.random_weights(spec) else spec.model.weights or "trained in this run"
         ctx = RunContext(spec=spec, source=source, data=data, setup=setup, root=root, record=record, split=split,
                          trained_on=trained_on, eval_split=split_name, eval_reason=reason, eval_idx=indices,
-                         calib_idx=calib_idx, model_info={**setup.describe(), "weights": weights})
+                         calib_idx=calib_idx, selection_idx=selection_idx,
+                         model_info={**setup.describe(), "weights": weights})
         for stage in ordered_stages():
             if stage.enabled(spec):
                 result = stage.run(ctx)

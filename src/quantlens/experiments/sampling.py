@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 from quantlens.data import Split, holdout_split
 from quantlens.data.source import ImageSource
 from quantlens.data.splits import check_disjoint
+from quantlens.errors import DataError
 from quantlens.experiments.setup import Setup
 from quantlens.experiments.spec import ExperimentSpec
 
@@ -79,12 +80,38 @@ def calibration_indices(spec: ExperimentSpec, source: ImageSource, split: Split 
     return calib, eval_idx, origin
 
 
+def three_way_split(spec: ExperimentSpec, source: ImageSource,
+                    eval_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(calibration, selection, confirmation) indices cut from `eval_idx` class by class in the data's
+    order (`spec.selection`), and where calibration came from. DataError when a class is too small."""
+    cfg = spec.selection
+    take, choose = cfg.calibration_per_class, cfg.selection_per_class
+    parts: tuple[list, list, list] = ([], [], [])
+    pool = np.sort(eval_idx)
+    labels = source.labels[pool]
+    for c in np.unique(labels):
+        members = pool[labels == c]  # in the data's order: file names within a class folder
+        if len(members) <= take + choose:
+            raise DataError(f"selection: class {source.class_names[c]!r} has {len(members)} evaluation samples; "
+                            f"calibration_per_class + selection_per_class = {take + choose} leaves none to confirm")
+        for part, chunk in zip(parts, (members[:take], members[take:take + choose], members[take + choose:]),
+                               strict=True):
+            part.append(chunk)
+    calib, selection, confirmation = (np.sort(np.concatenate(p)) for p in parts)
+    origin = (f"the first {take} samples of each class in the data's order (selection: the next {choose}; "
+              f"the other {len(confirmation)} are the confirmation split)")
+    return calib, selection, confirmation, origin
+
+
 def check_held_out(split_name: str, eval_idx: np.ndarray, trained_on: Split | None,
-                   calib_idx: np.ndarray | None) -> None:
+                   calib_idx: np.ndarray | None, selection_idx: np.ndarray | None = None) -> None:
     """DataError unless the evaluated samples are disjoint from the calibration samples and, when a test
     split is evaluated, from the samples the model was trained and selected on (calibration may come
     from the training samples: they only have to stay out of the evaluation)."""
     others = {} if calib_idx is None else {"calibration samples": calib_idx}
+    if selection_idx is not None:
+        others["selection samples"] = selection_idx
+        check_disjoint({"selection samples": selection_idx, "calibration samples": calib_idx}, "selection")
     if split_name == "test" and trained_on is not None:
         others.update({"training samples": trained_on.train, "validation samples": trained_on.val})
     for name, part in others.items():

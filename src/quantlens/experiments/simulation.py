@@ -26,12 +26,13 @@ from quantlens.metrics.compression import compression_stats
 from quantlens.metrics.layerwise import layerwise_errors, layerwise_record, layerwise_table
 from quantlens.metrics.paired import paired_comparison
 from quantlens.models.build import ModelRef
-from quantlens.nn import calibrate, clear_recordings, quant_wrappers, quantize_model, recording
+from quantlens.nn import clear_recordings, quant_wrappers, recording
 from quantlens.nn.compliance import check_compliance
 from quantlens.passes import functional_to_modules
 from quantlens.passes.functional_to_modules import ModularizeResult
 from quantlens.recipes import ModelPlan, QuantizationConfig, plan_layers
 from quantlens.train import predict
+from quantlens.workflows import post_training_quantize
 
 SUMMARY_KEYS = ("top1", "top5", "mean_confidence", "ece", "auroc", "macro_f1")
 
@@ -45,6 +46,7 @@ class SimulationResult:
     compliance: dict | None
     size: dict
     coverage: dict
+    selection: dict | None = None  # the entry's score on the selection split (`selection.json`)
 
     @classmethod
     def load(cls, folder: str | Path) -> SimulationResult:
@@ -60,7 +62,7 @@ class SimulationResult:
             raise QuantlensError(f"{folder} holds no metrics.json: not a simulated format's folder")
         label, paired = metrics.pop("label"), metrics.pop("paired_vs_fp32")
         return cls(label, folder.name, metrics, paired, read("compliance.json"), read("size.json"),
-                   read("coverage.json"))
+                   read("coverage.json"), read("selection.json"))
 
     def row(self) -> dict:
         """One format's line of quantization/summary.json and of the report's tables. Values and
@@ -79,7 +81,8 @@ class SimulationResult:
                 "bits_per_weight": self.size["bits_per_quantized_weight"], "model_bytes": self.size["model_bytes"],
                 "fp32_bytes": self.size["fp32_bytes"],
                 "reduction_vs_fp32": self.size["reduction_vs_fp32"],
-                "quantized_layers": self.coverage["quantized_layers"]}
+                "quantized_layers": self.coverage["quantized_layers"],
+                "selection_value": None if self.selection is None else self.selection["value"]}
 
 
 def folder_name(index: int, label: str) -> str:
@@ -117,14 +120,51 @@ def plan_simulations(spec: ExperimentSpec, model: nn.Module) -> SimulationPlan:
     return SimulationPlan(modular, plans)
 
 
-def simulate_one(index: int, cfg: QuantizationConfig, plan: ModelPlan, model: nn.Module, data: PreparedData,
+def calibration_choice(calib_idx: np.ndarray, cfg: QuantizationConfig) -> np.ndarray:
+    """The calibration samples of one entry: all of `calib_idx` when it holds no more than
+    `calibration_samples`, else that many drawn with `calibration_seed` (in the data's order)."""
+    if len(calib_idx) <= cfg.calibration_samples:
+        return calib_idx
+    rng = np.random.default_rng(cfg.calibration_seed)
+    return np.sort(rng.choice(calib_idx, size=cfg.calibration_samples, replace=False))
+
+
+@dataclass
+class SelectionSamples:
+    """The selection split and FP32's predictions on it (recipes are chosen there, never on eval_idx)."""
+
+    indices: np.ndarray
+    reference: Predictions
+    metric: str
+
+
+def _selection_score(qmodel: nn.Module, data: PreparedData, spec: ExperimentSpec, label: str,
+                     selection: SelectionSamples) -> dict:
+    predictions = predict(qmodel, data, selection.indices, spec.eval.batch_size,
+                          description=f"selecting {label}")
+    metrics = classification_metrics(predictions, data.source.class_names, positive_class=spec.eval.positive_class,
+                                     ece_bins=spec.eval.ece_bins)
+    paired = paired_comparison(selection.reference, predictions, confidence=spec.analysis.confidence,
+                               positive_class=spec.eval.positive_class)
+    return {"n": len(selection.indices), "metric": selection.metric, "value": metrics.get(selection.metric),
+            "top1": metrics["top1"], "paired_vs_fp32": paired}
+
+
+def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: PreparedData,
                  spec: ExperimentSpec, eval_idx: np.ndarray, calib_idx: np.ndarray, reference: Predictions,
-                 record: RunRecord, functional_ops: dict) -> SimulationResult:
+                 record: RunRecord, functional_ops: dict,
+                 selection: SelectionSamples | None = None) -> SimulationResult:
     label, folder = cfg.label, folder_name(index, cfg.label)
-    qmodel = quantize_model(model, plan.layers)
-    static = any(q.uses_static_range for _, w in quant_wrappers(qmodel) for q in w.activation_quantizers())
-    chosen = calib_idx[:cfg.calibration_samples]
-    calibrated = calibrate(qmodel, _batches(data, chosen, spec.eval.batch_size), total=len(chosen)) if static else 0
+    chosen = calibration_choice(calib_idx, cfg)
+    outcome = post_training_quantize(model, cfg, lambda: _batches(data, chosen, cfg.calibration_batch_size),
+                                     batch_size=cfg.calibration_batch_size)
+    qmodel, plan, calibrated = outcome.model, outcome.plan, outcome.calibration_samples
+    model = outcome.float_model  # layer-wise errors compare against the model the passes produced
+    if outcome.passes:
+        record.write_json(f"quantization/{folder}/passes.json", outcome.passes)
+    chosen_on = None if selection is None else _selection_score(qmodel, data, spec, label, selection)
+    if chosen_on is not None:
+        record.write_json(f"quantization/{folder}/selection.json", chosen_on)
     predictions = predict(qmodel, data, eval_idx, spec.eval.batch_size, description=f"evaluating {label}")
     predictions.save(record.path(f"quantization/{folder}/predictions.npz"))
     metrics = classification_metrics(predictions, data.source.class_names, positive_class=spec.eval.positive_class,
@@ -159,11 +199,14 @@ def simulate_one(index: int, cfg: QuantizationConfig, plan: ModelPlan, model: nn
     verdict = "" if compliance is None else ("compliant" if compliance["compliant"] else
                                              f"{compliance['violations']} OFF-GRID VALUES")
     events.note(f"simulated {label}: top1 {metrics['top1']:.4f} (FP32 {reference.correct.mean():.4f}), {verdict}")
-    return SimulationResult(label, folder, metrics, paired, compliance, size, coverage)
+    result = SimulationResult(label, folder, metrics, paired, compliance, size, coverage, chosen_on)
+    result.quantized_model = qmodel  # in memory only: the deployment stage exports this very model
+    return result
 
 
 def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData, eval_idx: np.ndarray,
-                    calib_idx: np.ndarray, reference: Predictions, record: RunRecord) -> list[SimulationResult]:
+                    calib_idx: np.ndarray, reference: Predictions, record: RunRecord,
+                    selection: SelectionSamples | None = None) -> list[SimulationResult]:
     """Every `quantization:` entry of `spec`, in order; progress and findings as events."""
     planned = plan_simulations(spec, model)
     modular = planned.modular
@@ -173,8 +216,8 @@ def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData, 
         events.warn(f"{modular.skipped}; operations written as functions stay in float")
     results = []
     with events.task("simulated formats", total=len(spec.quantization), unit="formats") as progress:
-        for i, (cfg, plan) in enumerate(zip(spec.quantization, planned.plans, strict=True), start=1):
-            results.append(simulate_one(i, cfg, plan, modular.model, data, spec, eval_idx, calib_idx, reference,
-                                        record, modular.to_dict()))
+        for i, cfg in enumerate(spec.quantization, start=1):
+            results.append(simulate_one(i, cfg, modular.model, data, spec, eval_idx, calib_idx, reference,
+                                        record, modular.to_dict(), selection))
             progress.advance()
     return results

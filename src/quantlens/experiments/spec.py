@@ -131,6 +131,30 @@ class AnalysisConfig(Block):
     confidence: float = Field(0.95, gt=0.5, lt=1, description="confidence level of intervals and tests")
 
 
+class SelectionConfig(Block):
+    """Three disjoint parts of the evaluation samples, so that a choice among recipes is made on data
+    the reported figures never saw: per class, in the data's order (file names for image folders),
+    the first `calibration_per_class` samples calibrate, the next `selection_per_class` choose the
+    recipe, and all the others (the confirmation split) give the reported figures."""
+
+    calibration_per_class: int = Field(0, ge=0, description="calibration samples per class (0: the three-way "
+                                                            "split is off)")
+    selection_per_class: int = Field(0, ge=0, description="selection samples per class, after the calibration ones")
+    metric: Literal["top1", "auroc", "macro_f1"] = Field("top1", description="what the choice maximises on the "
+                                                                             "selection split")
+
+    @property
+    def enabled(self) -> bool:
+        return self.calibration_per_class > 0
+
+    @model_validator(mode="after")
+    def _both_parts(self) -> SelectionConfig:
+        if self.selection_per_class and not self.calibration_per_class:
+            raise ValueError("selection.calibration_per_class: must be > 0 when selection_per_class is given "
+                             "(the three parts are cut together)")
+        return self
+
+
 class OutputConfig(Block):
     root: OptionalPath = Field(None, description="run root; default $EXPERIMENT_ROOT, else ./runs")
     name: str | None = Field(None, description="run folder name prefix; default: the experiment name")
@@ -154,6 +178,8 @@ class ExperimentSpec(Block):
     eval: EvalConfig = EvalConfig()
     quantization: tuple[QuantizationConfig, ...] = Field(
         (), description="simulated formats, each evaluated against FP32 on the same samples")
+    selection: SelectionConfig = Field(SelectionConfig(), description="calibration / selection / confirmation "
+                                                                      "split of the evaluation samples")
     analysis: AnalysisConfig = AnalysisConfig()
     benchmark: BenchmarkConfig = Field(BenchmarkConfig(enabled=False),
                                        description="latency/throughput of real backends; on when the block is given")

@@ -29,14 +29,12 @@ def _fake_quant(x: torch.Tensor, spec: TensorSpec, params: QuantParams) -> torch
     """Fake-quantize with the spec's rounding and overflow; straight-through gradients when x needs them."""
     if x.requires_grad and torch.is_grad_enabled():
         return fake_quantize_ste(x, spec.format, params, rounding=spec.rounding, saturate=spec.saturate)
-    extra = {"divide": True} if spec.divide else {}  # deployment-faithful division (ONNX Runtime)
-    return fake_quantize(x, spec.format, params, rounding=spec.rounding, saturate=spec.saturate, **extra)
+    return fake_quantize(x, spec.format, params, rounding=spec.rounding, saturate=spec.saturate, divide=spec.divide)
 
 
 def _qparams(x: torch.Tensor, spec: TensorSpec, granularity, **stats) -> QuantParams:
-    """compute_qparams with the spec's scale kind (and MX shared-scale rule where it is not the spec's floor)."""
-    extra = {"mx_rule": spec.mx_rule} if spec.mx_rule != "floor" else {}
-    return compute_qparams(x, spec.format, granularity, scale_kind=spec.scale_kind, **stats, **extra)
+    """compute_qparams with the spec's scale kind and MX shared-scale rule."""
+    return compute_qparams(x, spec.format, granularity, scale_kind=spec.scale_kind, mx_rule=spec.mx_rule, **stats)
 
 
 def make_observer(spec: TensorSpec, axis: int | None) -> Observer:

@@ -31,7 +31,7 @@ class TensorSpec:
     rounding: Literal["nearest_even", "stochastic"] = "nearest_even"
     saturate: bool = True  # False: overflow becomes Inf (E5M2, FP16) or NaN (E4M3) where the format has them
     observer: str = "max"  # a registered observer (quantlens.observers.OBSERVERS): statistics -> range
-    observer_options: tuple[tuple[str, Any], ...] = ()  # keyword options of that observer, e.g. (("percentile", 99.99),)
+    observer_options: tuple[tuple[str, Any], ...] = ()  # that observer's keyword options: (("percentile", 99.99),)
     mx_rule: str = "floor"  # OCP MX shared-scale rule: 'floor' (the spec), 'ceil', 'even' or 'rceil'
     divide: bool = False  # True: x / scale as a true division (what ONNX Runtime's QuantizeLinear does)
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 from torch import nn
 
+from quantlens.formats import IntFormat, get_format
 from quantlens.nn.registry import LayerKind, kind_of
 from quantlens.nn.spec import LayerPlan, TensorSpec
 from quantlens.nn.wrapper import QuantWrapper
 from quantlens.recipes.quantization import QuantizationConfig
-from quantlens.recipes.tensor import TensorRecipe
+from quantlens.recipes.tensor import DYNAMIC, TensorRecipe
 
 
 @dataclass
@@ -58,9 +59,12 @@ def _matches(name: str, module: nn.Module, kind: LayerKind, match: str | None, t
 def _spec(recipe: TensorRecipe, cfg: QuantizationConfig) -> TensorSpec | None:
     if recipe.mode == "none":
         return None
-    return TensorSpec(recipe.format, recipe.mode, recipe.block_size, recipe.scale,
-                      static=recipe.observer != "dynamic", rounding=recipe.rounding,
-                      saturate=cfg.overflow == "saturate")
+    static = recipe.observer != DYNAMIC
+    return TensorSpec(recipe.format, recipe.mode, recipe.block_size, recipe.scale, static=static,
+                      rounding=recipe.rounding, saturate=cfg.overflow == "saturate",
+                      observer=recipe.observer if static else "max",
+                      observer_options=tuple(sorted(recipe.observer_options.items())), mx_rule=recipe.mx_rule,
+                      divide=cfg.simulation == "deployment" and isinstance(get_format(recipe.format), IntFormat))
 
 
 def _layer_plan(name: str, module: nn.Module, kind: LayerKind, cfg: QuantizationConfig,

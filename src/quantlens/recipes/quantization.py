@@ -92,6 +92,23 @@ class Override(Block):
         return {k: v for k, v in handler(self).items() if v not in (None, {})}
 
 
+class PassStep(Block):
+    """One post-training pass of a recipe, by registered name (`quantlens passes`), with its options."""
+
+    name: str = Field(description="a registered pass: fold_bn, cle, bias_correction, adaround, ...")
+    options: dict[str, int | float | str | bool] = Field(default_factory=dict,
+                                                         description="the pass's options, e.g. {iterations: 500}")
+
+    @field_validator("name")
+    @classmethod
+    def _known_pass(cls, value: str) -> str:
+        from quantlens.passes.registry import PASSES  # noqa: PLC0415  (passes import the model zoo's layers)
+
+        if value not in PASSES:
+            raise ValueError(PASSES.unknown_message(value))
+        return value
+
+
 class QuantizationConfig(Block):
     version: Literal[2] = Field(QUANTIZATION_VERSION, description="schema version of this entry (1 is read "
                                                                   "and migrated)")
@@ -108,7 +125,20 @@ class QuantizationConfig(Block):
                            "default, residual adds, pools and softmax included) or 'matmul' (only convolutions, "
                            "linear layers and matmuls: the operands FP8 and MX/NVFP4 hardware multiplies in low "
                            "precision, while adds, pools and softmax run in higher precision)")
-    calibration_samples: int = Field(512, gt=0, description="samples that calibrate static ('max') ranges")
+    calibration_samples: int = Field(512, gt=0, description="samples that calibrate static ranges and feed the "
+                                                            "passes (never evaluated)")
+    calibration_batch_size: int = Field(32, gt=0, description="calibration batch size; a calibration set smaller "
+                                                               "than one batch is refused")
+    calibration_seed: int = Field(0, description="which calibration samples are drawn (when the pool is larger "
+                                                 "than calibration_samples) and the passes' own randomness")
+    passes: tuple[PassStep, ...] = Field((), description="post-training passes in order, by name or as {name, "
+                                                         "options}: e.g. [fold_bn, cle, bias_correction] or "
+                                                         "[fold_bn, {name: adaround, options: {iterations: 500}}]")
+    simulation: Literal["fake_quant", "deployment"] = Field(
+        "fake_quant", description="'deployment': integer inputs are divided by their scale (not multiplied by its "
+                                  "reciprocal) and rounded half to even, as ONNX Runtime's QuantizeLinear does")
+    deploy: tuple[Literal["onnxruntime", "openvino"], ...] = Field(
+        (), description="export this recipe as ONNX QDQ with its own scales and evaluate it on these runtimes")
     overflow: Literal["saturate", "inf_nan"] = Field(
         "saturate", description="values beyond the largest finite value clamp to it, or become Inf/NaN where the "
                                 "format has them (integers and formats without Inf/NaN always saturate)")
@@ -117,6 +147,14 @@ class QuantizationConfig(Block):
     include: tuple[str, ...] = Field((), description="globs on layer names; empty: every supported layer")
     exclude: tuple[str, ...] = Field((), description="globs on layer names left in float")
     overrides: tuple[Override, ...] = ()
+
+    @field_validator("passes", mode="before")
+    @classmethod
+    def _pass_names(cls, value: Any) -> Any:
+        # `passes: [fold_bn]` is short for `passes: [{name: fold_bn}]`
+        if isinstance(value, (list, tuple)):
+            return tuple({"name": step} if isinstance(step, str) else step for step in value)
+        return value
 
     @model_validator(mode="wrap")
     @classmethod

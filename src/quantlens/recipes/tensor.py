@@ -19,14 +19,17 @@ from pydantic import Field, SerializerFunctionWrapHandler, field_validator, mode
 
 from quantlens.errors import QuantlensError
 from quantlens.formats import BlockFormat, get_format
+from quantlens.observers import OBSERVERS
 from quantlens.recipes.base import Block
 
 Mode = Literal["none", "tensor", "channel", "block"]
 NormMode = Literal["none", "tensor", "channel"]
-# The observers the fake-quant modules implement today: 'max' calibrates static ranges over the
-# calibration samples, 'dynamic' measures every batch. PTQ widens this with 'percentile', 'entropy'
-# and 'mse' once they are registered observers the quantizers use.
-Observer = Literal["max", "dynamic"]
+# 'dynamic' measures ranges on every batch; any other name is a registered observer
+# (quantlens.observers.OBSERVERS: max, moving_average, percentile, entropy, mse) that calibrates
+# static ranges over the calibration samples.
+DYNAMIC = "dynamic"
+MxRule = Literal["floor", "ceil", "even", "rceil"]
+ObserverOptions = dict[str, int | float | str]
 ScaleKind = Literal["fp32", "pow2"]
 Rounding = Literal["nearest_even", "stochastic"]
 
@@ -41,6 +44,27 @@ def check_format(name: str) -> str:
     except QuantlensError as exc:
         raise ValueError(str(exc)) from None
     return name
+
+
+def check_observer(name: str) -> str:
+    """`name` if it is 'dynamic' or a registered observer; ValueError with close matches if not."""
+    if name != DYNAMIC and name not in OBSERVERS:
+        raise ValueError(OBSERVERS.unknown_message(name).replace(" (known: ", f" (known: {DYNAMIC}, "))
+    return name
+
+
+def check_observer_options(observer: str, options: Mapping[str, Any], format_name: str, mode: str) -> None:
+    """ValueError unless `observer` accepts `options` for `format_name` in `mode` (it is built once to check)."""
+    if observer == DYNAMIC:
+        if options:
+            raise ValueError(f"observer 'dynamic' takes no observer_options (got {', '.join(options)})")
+        return
+    try:
+        OBSERVERS.get(observer)(get_format(format_name), 0 if mode == "channel" else None, **dict(options))
+    except TypeError as exc:  # an option the observer's constructor does not have
+        raise ValueError(f"observer {observer!r}: {exc}") from None
+    except QuantlensError as exc:
+        raise ValueError(f"observer {observer!r}: {exc}") from None
 
 
 def block_format(name: Any) -> BlockFormat | None:
@@ -66,9 +90,15 @@ class TensorRecipe(Block):
                                              "reduction axis: a weight's fan-in, an activation's channels)")
     block_size: int = Field(DEFAULT_BLOCK_SIZE, gt=0, description="elements per block in mode 'block' (a row's "
                                                                   "last block may be short); block formats fix it")
-    observer: Observer = Field("max", description="ranges of inputs/outputs: 'max' over the calibration samples "
-                                                  "(static), or 'dynamic' (from each batch); parameters are always "
-                                                  "scaled from their own values")
+    observer: str = Field("max", description="how ranges are found: a calibration observer ('max', "
+                                             "'moving_average', 'percentile', 'entropy', 'mse'; `quantlens "
+                                             "observers`) over the calibration samples, or 'dynamic' (inputs/"
+                                             "outputs measured on each batch); weights use their own values")
+    observer_options: ObserverOptions = Field(default_factory=dict, description="the observer's options, e.g. "
+                                              "{percentile: 99.99}, {bins: 2048}, {momentum: 0.9}")
+    mx_rule: MxRule = Field("floor", description="MX shared-scale rule: 'floor' (OCP MX v1.0), 'even' (round the "
+                                                 "block maximum to the element's mantissa first), 'rceil' or 'ceil' "
+                                                 "(round the scale up: no block maximum is clipped)")
     scale: ScaleKind = Field("fp32", description="scales kept in FP32 or rounded up to powers of two")
     rounding: Rounding = "nearest_even"
 
@@ -76,6 +106,19 @@ class TensorRecipe(Block):
     @classmethod
     def _known_format(cls, value: str) -> str:
         return check_format(value)
+
+    @field_validator("observer")
+    @classmethod
+    def _known_observer(cls, value: str) -> str:
+        return check_observer(value)
+
+    @model_validator(mode="after")
+    def _observer_takes_options(self) -> TensorRecipe:
+        if self.mode not in ("none", "block"):  # block scales follow each block's own values
+            check_observer_options(self.observer, self.observer_options, self.format, self.mode)
+        if self.mx_rule != "floor" and (fmt := block_format(self.format)) is not None and fmt.rule != "ocp_mx":
+            raise ValueError(f"mx_rule applies to OCP MX formats; {fmt.name} has its own scale rule")
+        return self
 
     @model_validator(mode="after")
     def _block_format_fits(self) -> TensorRecipe:
@@ -96,7 +139,7 @@ class TensorRecipe(Block):
     @classmethod
     def role_base(cls, role: str, entry_format: Any) -> dict[str, Any]:
         """The values of a role no field of which is written: the entry's format, the role's mode."""
-        defaults = {name: field.default for name, field in cls.model_fields.items()}
+        defaults = {name: field.get_default(call_default_factory=True) for name, field in cls.model_fields.items()}
         return {**defaults, "format": entry_format, "mode": ROLE_MODES[role]}
 
     @classmethod
@@ -137,7 +180,9 @@ class RecipePatch(Block):
     format: str | None = None
     mode: Mode | None = None
     block_size: int | None = Field(None, gt=0)
-    observer: Observer | None = None
+    observer: str | None = None
+    observer_options: ObserverOptions | None = None
+    mx_rule: MxRule | None = None
     scale: ScaleKind | None = None
     rounding: Rounding | None = None
 
@@ -145,6 +190,11 @@ class RecipePatch(Block):
     @classmethod
     def _known_format(cls, value: str | None) -> str | None:
         return None if value is None else check_format(value)
+
+    @field_validator("observer")
+    @classmethod
+    def _known_observer(cls, value: str | None) -> str | None:
+        return None if value is None else check_observer(value)
 
     def given(self) -> dict[str, Any]:
         """The fields this patch sets."""

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from quantlens.experiments.record import RunRecord
 from quantlens.experiments.runner import RunOutcome
-from quantlens.experiments.stages import CrossValidationResult, EvaluationResult, FormatRow
+from quantlens.experiments.stages import CrossValidationResult, EvaluationResult, FormatRow, SimulationSummary
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -129,7 +129,23 @@ def simulation_tables(outcome: RunOutcome, title: str) -> list[Table]:
         compliant = "-" if row.compliant is None else ("yes" if row.compliant else
                                                        f"NO ({row.compliance_violations})")
         storage.add_row(row.label, _fmt(row.bits_per_weight, 2), f"{row.model_bytes / 1024:.1f}", compliant)
-    return [values, paired, storage]
+    tables = [values, paired, storage]
+    if outcome.simulation.selection is not None:
+        tables.append(selection_table(outcome.simulation))
+    return tables
+
+
+def selection_table(summary: SimulationSummary) -> Table:
+    """Each recipe's score on the selection split, and the one chosen there (its reported figures,
+    in the tables above, come from the evaluation split, which the choice never saw)."""
+    sel = summary.selection
+    table = _sim_table(f"choice of recipe on the selection split ({sel['n']} samples, disjoint from the above)",
+                       [f"{sel['metric']}\n(frac)", "chosen"],
+                       caption=f"rule: {sel['rule']}")
+    table.add_row("fp32", _fmt(sel["fp32"]), "")
+    for row in summary.formats:
+        table.add_row(row.label, _fmt(row.selection_value), "<- chosen" if row.label == sel["chosen"] else "")
+    return table
 
 
 def simulation_table(outcome: RunOutcome, title: str) -> Group:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -20,12 +22,23 @@ def predict(model: nn.Module, data: PreparedData, indices: np.ndarray, batch_siz
     outputs instead of scoring them. `description` names the progress task (None: no task)."""
     was_training = model.training
     model.eval()
-    device = module_device(model)
+    try:
+        return predict_with(model, data, indices, batch_size, description, module_device(model))
+    finally:
+        model.train(was_training)
+
+
+@torch.inference_mode()
+def predict_with(forward: Callable[[torch.Tensor], torch.Tensor], data: PreparedData, indices: np.ndarray,
+                 batch_size: int = 256, description: str | None = "evaluating",
+                 device: torch.device | str = "cpu") -> Predictions:
+    """`predict` for any forward function returning logits (a deployed runtime's session, say): batches
+    are sent to `device`, logits come back as a tensor or an array."""
     probs, labels, seen = [], [], []
     progress = events.Task(description, total=len(indices), unit="images") if description else None
     try:
         for x, y, idx in data.batches(indices, batch_size, device=device):
-            logits = model(x)
+            logits = torch.as_tensor(forward(x))
             if logits.ndim != 2 or logits.shape[1] != data.source.num_classes:
                 raise ModelError(f"model output has shape {tuple(logits.shape)}; expected (batch, "
                                  f"{data.source.num_classes}) for {data.source.num_classes} classes")
@@ -35,7 +48,6 @@ def predict(model: nn.Module, data: PreparedData, indices: np.ndarray, batch_siz
             if progress:
                 progress.advance(len(idx))
     finally:
-        model.train(was_training)
         if progress:
             progress.finish()
     p = torch.cat(probs).numpy() if probs else np.zeros((0, data.source.num_classes), np.float32)

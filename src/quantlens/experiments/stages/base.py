@@ -50,6 +50,7 @@ class RunContext:
     eval_reason: str
     eval_idx: np.ndarray
     calib_idx: np.ndarray | None
+    selection_idx: np.ndarray | None  # where recipes are chosen (`selection:`), disjoint from eval_idx
     model_info: dict  # the model's preprocessing, parameter count and where its weights came from
     results: dict[str, StageResult] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)  # in-memory hand-overs (e.g. FP32 predictions)

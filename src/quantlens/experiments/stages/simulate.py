@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-from quantlens.experiments.simulation import SUMMARY_KEYS, run_simulations
+from quantlens.experiments.simulation import SUMMARY_KEYS, SelectionSamples, run_simulations
 from quantlens.experiments.stages.base import STAGES, RunContext, Stage
+from quantlens.metrics.classification import classification_metrics
 from quantlens.metrics.compression import compression_stats
+from quantlens.train import predict
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class FormatRow:
     fp32_bytes: int
     reduction_vs_fp32: float
     quantized_layers: int
+    selection_value: float | None = None  # the entry's `selection.metric` on the selection split
 
     def delta(self, metric: str) -> dict | None:
         """The paired delta of `metric` ("top1", "sensitivity", ...), or None when not computed."""
@@ -65,24 +68,55 @@ class SimulationSummary:
 
     fp32: dict  # top1, top5, mean_confidence, ece, auroc, macro_f1, model_bytes
     formats: tuple[FormatRow, ...]
+    selection: dict | None = None  # metric, n, fp32 (its value there), chosen (a label), rule
 
     def to_dict(self) -> dict:
-        return {"fp32": self.fp32, "formats": [row.to_dict() for row in self.formats]}
+        return {"fp32": self.fp32, "formats": [row.to_dict() for row in self.formats], "selection": self.selection}
 
     @classmethod
     def from_dict(cls, data: dict) -> SimulationSummary:
-        return cls(data["fp32"], tuple(FormatRow.from_dict(row) for row in data["formats"]))
+        return cls(data["fp32"], tuple(FormatRow.from_dict(row) for row in data["formats"]), data.get("selection"))
+
+    @property
+    def chosen(self) -> FormatRow | None:
+        """The recipe chosen on the selection split (its figures are the confirmation split's)."""
+        if self.selection is None:
+            return None
+        return next(row for row in self.formats if row.label == self.selection["chosen"])
 
 
+def choose(rows: tuple[FormatRow, ...], metric: str, n: int, fp32_value: float | None) -> dict:
+    """The selection record: the entry with the highest `metric` on the selection split (the first on ties)."""
+    scored = [row for row in rows if row.selection_value is not None]
+    best = max(scored, key=lambda row: row.selection_value)  # max keeps the first of equal values
+    return {"metric": metric, "n": n, "fp32": fp32_value, "chosen": best.label,
+            "rule": f"highest {metric} on the selection split; its reported figures are the evaluation split's"}
+
+
+
+
+def _selection_samples(ctx: RunContext) -> tuple[SelectionSamples | None, float | None]:
+    """FP32 on the selection split (and its metric value), when the run has one."""
+    if ctx.selection_idx is None:
+        return None, None
+    spec = ctx.spec
+    reference = predict(ctx.setup.model, ctx.data, ctx.selection_idx, spec.eval.batch_size,
+                        description="FP32 on the selection split")
+    metrics = classification_metrics(reference, ctx.source.class_names, positive_class=spec.eval.positive_class,
+                                     ece_bins=spec.eval.ece_bins)
+    return SelectionSamples(ctx.selection_idx, reference, spec.selection.metric), metrics.get(spec.selection.metric)
 
 
 def simulate(ctx: RunContext) -> SimulationSummary:
     reference = ctx.results["eval"]
+    selection, fp32_selection = _selection_samples(ctx)
     results = run_simulations(ctx.spec, ctx.setup.model, ctx.data, ctx.eval_idx, ctx.calib_idx,
-                              ctx.shared["fp32_predictions"], ctx.record)
+                              ctx.shared["fp32_predictions"], ctx.record, selection)
     fp32 = {k: getattr(reference.metrics, k) for k in SUMMARY_KEYS}
     fp32["model_bytes"] = compression_stats(ctx.setup.model)["model_bytes"]
-    return SimulationSummary(fp32, tuple(FormatRow.from_dict(r.row()) for r in results))
+    rows = tuple(FormatRow.from_dict(r.row()) for r in results)
+    chosen = None if selection is None else choose(rows, selection.metric, len(selection.indices), fp32_selection)
+    return SimulationSummary(fp32, rows, chosen)
 
 
 # after evaluation: each format is paired with FP32's predictions on the same samples
