@@ -178,6 +178,9 @@ class ExperimentSpec(Block):
     eval: EvalConfig = EvalConfig()
     quantization: tuple[QuantizationConfig, ...] = Field(
         (), description="simulated formats, each evaluated against FP32 on the same samples")
+    peers: tuple[Literal["ort_minmax", "ort_entropy", "ort_percentile", "nncf", "torch_x86"], ...] = Field(
+        (), description="other tools' own INT8 post-training quantization of the same model on the same "
+                        "calibration samples, evaluated beside quantlens's recipes on the same samples")
     selection: SelectionConfig = Field(SelectionConfig(), description="calibration / selection / confirmation "
                                                                       "split of the evaluation samples")
     analysis: AnalysisConfig = AnalysisConfig()
