@@ -235,6 +235,63 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
          check)
 
 
+@app.command("export")
+def export_command(target: Path = typer.Argument(..., metavar="OUT", help="the .onnx file to write"),
+                   model: str = typer.Option(..., help=MODEL_HELP),
+                   data: str = typer.Option(..., help="data the calibration samples come from"),
+                   weights: str | None = typer.Option(None, help="checkpoint to quantize"),
+                   weight_format: str = typer.Option("int8", help="int8, or int7 (7-bit weights, for CPUs "
+                                                                  "without VNNI) ... int2"),
+                   input_format: str = typer.Option("int8_asym", help="int8_asym (u8 with zero point) or int8"),
+                   observer: str = typer.Option("max", "--observer", "--calibration",
+                                                help="activation ranges: max, moving_average, percentile, "
+                                                     "entropy, mse"),
+                   passes: str = typer.Option("fold_bn", help="passes in order, comma-separated "
+                                                              "(`quantlens passes`)"),
+                   calibration_samples: int = typer.Option(512), config: Path | None = typer.Option(
+                       None, help="take everything from this experiment YAML instead (its single "
+                                  "quantization entry)"),
+                   image_size: int | None = typer.Option(None), check: bool = CheckOption) -> None:
+    """Calibrate one INT8 recipe and write it as ONNX QDQ with quantlens's own scales (ONNX Runtime,
+    OpenVINO and TensorRT-style runtimes execute it without re-calibrating)."""
+    if config is not None:
+        from quantlens.experiments.spec import load_spec
+
+        spec = load_spec(config)
+    else:
+        entry = {"version": 2, "format": weight_format, "weights": {"mode": "channel"},
+                 "inputs": {"format": input_format, "mode": "tensor", "observer": observer},
+                 "calibration_samples": calibration_samples, "passes": _csv(passes)}
+        spec = _spec({"name": "export", "data": {"source": data, "image_size": image_size},
+                      "model": {"name": model, "weights": weights}, "quantization": [entry]}, "export")
+    if target.suffix.lower() != ".onnx":
+        raise typer.BadParameter(f"{target} should end in .onnx", param_hint="OUT")
+    if check:
+        _check(spec)
+        return
+    from quantlens import events
+    from quantlens.atomic import write_json
+    from quantlens.experiments.export import export_recipe
+    from quantlens.experiments.record import prepare_run_root
+    from quantlens.progress_view import ProgressView
+
+    with ProgressView(err) as view, events.listening(view):
+        outcome = export_recipe(spec, target, prepare_run_root(spec.output.root))
+    export, fusion = outcome.export, outcome.fusion
+    write_json(target.with_suffix(".json"), {"export": export.to_dict(), "ort_fusion": fusion.to_dict(),
+                                             "calibration_samples": outcome.calibration_samples,
+                                             "passes": outcome.passes})
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(fusion.op_counts.items()))
+    lines = [f"wrote {export.path} ({export.size_bytes / 1024:.1f} KB, sha256 {export.sha256})",
+             f"{export.int8_weights} integer weight tensors, {export.quantize_nodes} QuantizeLinear, "
+             f"calibrated on {outcome.calibration_samples} samples",
+             f"ONNX Runtime runs {len(fusion.integer_layers)} layers in integer kernels ({counts}); "
+             f"in float: {', '.join(fusion.float_layers) or 'none'}",
+             f"details: {target.with_suffix('.json')}"]
+    for line in lines:
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
 @app.command()
 def bench(model: str = typer.Option(..., help=MODEL_HELP),
           weights: str | None = typer.Option(None, help="checkpoint (speed does not depend on it)"),

@@ -47,6 +47,7 @@ class SimulationResult:
     size: dict
     coverage: dict
     selection: dict | None = None  # the entry's score on the selection split (`selection.json`)
+    deployed: list | None = None  # DeployedRow dicts, one per runtime (`deployed-<runtime>.json`)
 
     @classmethod
     def load(cls, folder: str | Path) -> SimulationResult:
@@ -61,8 +62,9 @@ class SimulationResult:
         if metrics is None:
             raise QuantlensError(f"{folder} holds no metrics.json: not a simulated format's folder")
         label, paired = metrics.pop("label"), metrics.pop("paired_vs_fp32")
+        deployed = [read(p.name) for p in sorted(folder.glob("deployed-*.json"))]
         return cls(label, folder.name, metrics, paired, read("compliance.json"), read("size.json"),
-                   read("coverage.json"), read("selection.json"))
+                   read("coverage.json"), read("selection.json"), deployed or None)
 
     def row(self) -> dict:
         """One format's line of quantization/summary.json and of the report's tables. Values and
@@ -82,7 +84,8 @@ class SimulationResult:
                 "fp32_bytes": self.size["fp32_bytes"],
                 "reduction_vs_fp32": self.size["reduction_vs_fp32"],
                 "quantized_layers": self.coverage["quantized_layers"],
-                "selection_value": None if self.selection is None else self.selection["value"]}
+                "selection_value": None if self.selection is None else self.selection["value"],
+                "deployed": self.deployed or None}
 
 
 def folder_name(index: int, label: str) -> str:
@@ -116,6 +119,13 @@ def plan_simulations(spec: ExperimentSpec, model: nn.Module) -> SimulationPlan:
             field = f"quantization.{i}" + (f".{where}" if where else "")
             raise ConfigError(f"{field} ({cfg.label}): {why} of {spec.model.name}; a result for it would describe "
                               f"a model that is not what its label says")
+        if cfg.deploy:
+            from quantlens.backends.qdq import check_deployable  # noqa: PLC0415  (ONNX only when deploying)
+
+            try:
+                check_deployable(plan.layers)
+            except QuantlensError as exc:
+                raise ConfigError(f"quantization.{i}.deploy ({cfg.label}): {exc}") from None
         plans.append(plan)
     return SimulationPlan(modular, plans)
 
@@ -171,6 +181,12 @@ def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: Pr
                                      ece_bins=spec.eval.ece_bins)
     paired = paired_comparison(reference, predictions, confidence=spec.analysis.confidence,
                                positive_class=spec.eval.positive_class)
+    deployed = []
+    if cfg.deploy:
+        from quantlens.experiments.deployment import deploy_recipe  # noqa: PLC0415  (ONNX only when deploying)
+
+        deployed = [row.to_dict() for row in deploy_recipe(qmodel, cfg.deploy, folder, spec, data, eval_idx,
+                                                           reference, predictions, record)]
     compliance = None
     if spec.analysis.compliance_samples:
         with recording(qmodel):
@@ -199,9 +215,7 @@ def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: Pr
     verdict = "" if compliance is None else ("compliant" if compliance["compliant"] else
                                              f"{compliance['violations']} OFF-GRID VALUES")
     events.note(f"simulated {label}: top1 {metrics['top1']:.4f} (FP32 {reference.correct.mean():.4f}), {verdict}")
-    result = SimulationResult(label, folder, metrics, paired, compliance, size, coverage, chosen_on)
-    result.quantized_model = qmodel  # in memory only: the deployment stage exports this very model
-    return result
+    return SimulationResult(label, folder, metrics, paired, compliance, size, coverage, chosen_on, deployed)
 
 
 def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData, eval_idx: np.ndarray,

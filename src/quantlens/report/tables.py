@@ -130,9 +130,35 @@ def simulation_tables(outcome: RunOutcome, title: str) -> list[Table]:
                                                        f"NO ({row.compliance_violations})")
         storage.add_row(row.label, _fmt(row.bits_per_weight, 2), f"{row.model_bytes / 1024:.1f}", compliant)
     tables = [values, paired, storage]
+    if any(row.deployed for row in rows):
+        tables.append(deployed_table(rows, binary))
     if outcome.simulation.selection is not None:
         tables.append(selection_table(outcome.simulation))
     return tables
+
+
+def deployed_table(rows: tuple[FormatRow, ...], binary: bool) -> Table:
+    """Recipes deployed with quantlens's own scales: the runtime's figures on the same samples, paired
+    with FP32 and with the simulation that predicted them."""
+    metrics = [("top1", "Δtop-1"), *((("sensitivity", "Δsens"), ("specificity", "Δspec"), ("auroc", "ΔAUROC"))
+                                     if binary else ())]
+    table = _sim_table("deployed with quantlens's scales (ONNX QDQ; same samples)",
+                       ["runtime", "top-1\n(frac)", *(f"{h} vs\nFP32 (pts)" for _, h in metrics),
+                        "Δtop-1 vs\nsim (pts)", "agree\nw/ sim", "agree w/\nfaithful", "latency\n(ms)",
+                        "size\n(KB)"],
+                       caption="vs sim: deployed - simulated on the same samples (Newcombe interval, McNemar p); "
+                               "agree: share of samples with the fake-quant simulation's class, and with the "
+                               "deployment-faithful simulation's (ONNX Runtime's integer arithmetic); latency: "
+                               "median ± half the IQR of timed runs at the batch shown")
+    for row in rows:
+        for d in row.deployed or ():
+            vs_sim = {"delta": d["vs_simulated_delta"], "ci": d["vs_simulated_ci"], "p_value": d["vs_simulated_p"]}
+            table.add_row(row.label, d["runtime"], _fmt(d["top1"]),
+                          *(_delta_cell(d["deltas"].get(k)) for k, _ in metrics), _delta_cell(vs_sim),
+                          _fmt(d["agreement_with_simulated"]), _fmt(d.get("agreement_with_faithful")),
+                          f"{d['latency_ms']:.1f}\n±{d['latency_iqr_ms'] / 2:.1f}\nbatch {d['latency_batch']}",
+                          f"{d['size_bytes'] / 1024:.1f}")
+    return table
 
 
 def selection_table(summary: SimulationSummary) -> Table:

@@ -11,7 +11,7 @@ Imports onnx / onnxruntime / openvino only inside the functions that need them.
 """
 
 from quantlens.backends.qdq.agreement import AgreementReport, LayerCodes, RuntimeAgreement, check_agreement
-from quantlens.backends.qdq.deploy import DeployLayer, activation_codec, deploy_model, weight_codec
+from quantlens.backends.qdq.deploy import DeployLayer, activation_codec, check_deployable, deploy_model, weight_codec
 from quantlens.backends.qdq.export import QdqExport, export_qdq, read_layer_map, unsupported_operator
 from quantlens.backends.qdq.faithful import FaithfulModel, Requant, faithful_model
 from quantlens.backends.qdq.inspect import FusionReport, LayerFusion, openvino_fusion, ort_fusion
@@ -19,7 +19,7 @@ from quantlens.backends.qdq.ops import dequantize_codes, quantize_divide
 from quantlens.backends.qdq.runners import OpenVinoQdqRunner, OrtQdqRunner, ort_session
 
 __all__ = [
-    "AgreementReport", "DeployLayer", "FaithfulModel", "FusionReport", "LayerCodes", "LayerFusion",
+    "AgreementReport", "DeployLayer", "check_deployable", "FaithfulModel", "FusionReport", "LayerCodes", "LayerFusion",
     "OpenVinoQdqRunner", "OrtQdqRunner", "QdqExport", "Requant", "RuntimeAgreement", "activation_codec",
     "check_agreement", "deploy_model", "dequantize_codes", "export_qdq", "faithful_model", "openvino_fusion",
     "ort_fusion", "ort_session", "quantize_divide", "read_layer_map", "unsupported_operator", "weight_codec",

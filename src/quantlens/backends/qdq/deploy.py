@@ -217,3 +217,24 @@ def deploy_model(qmodel: nn.Module) -> nn.Module:
     for name, wrapper in wrappers:
         _set_submodule(target, name, DeployLayer(wrapper))
     return target
+
+
+def check_deployable(plans: dict) -> None:
+    """BackendError naming the first layer and role a QDQ file cannot hold, before any calibration:
+    `plans` maps layer names to LayerPlans (a recipe planned on the model)."""
+    for name, plan in plans.items():
+        for role, spec in (("weights", plan.weights), ("inputs", plan.inputs), ("outputs", plan.outputs),
+                           ("norm", plan.norm)):
+            if spec is None:
+                continue
+            where = f"{name} {role}"
+            if role == "weights":
+                weight_codec(spec.format, where)
+            elif role == "norm":
+                raise BackendError(f"{where}: quantized normalisation parameters have no QDQ form (fold BatchNorm "
+                                   "into the convolution: pass fold_bn)")
+            else:
+                activation_codec(spec.format, where)
+                if not spec.static:
+                    raise BackendError(f"{where}: dynamic ranges have no static QDQ form (use a calibrating observer)")
+            _check_spec(spec, where)

@@ -47,6 +47,7 @@ class FormatRow:
     reduction_vs_fp32: float
     quantized_layers: int
     selection_value: float | None = None  # the entry's `selection.metric` on the selection split
+    deployed: list | None = None  # per runtime: `experiments.deployment.DeployedRow` as a dict
 
     def delta(self, metric: str) -> dict | None:
         """The paired delta of `metric` ("top1", "sensitivity", ...), or None when not computed."""

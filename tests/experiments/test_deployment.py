@@ -1,0 +1,95 @@
+"""Recipes deployed with quantlens's own scales inside an experiment, and `quantlens export`."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+
+from quantlens.experiments.runner import run_experiment
+from quantlens.experiments.spec import spec_from_dict
+from quantlens.metrics import Predictions
+from quantlens.models.build import build_model
+
+SMALL_MODEL = {"name": "compact_cnn", "options": {"widths": [8, 16, 16]}}
+INT8 = {"version": 2, "format": "int8", "weights": {"mode": "channel"}, "calibration_samples": 64,
+        "inputs": {"format": "int8_asym", "observer": "max"}, "passes": ["fold_bn"]}
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    spec = spec_from_dict({
+        "name": "deploy", "data": {"source": "digits"}, "model": SMALL_MODEL, "output": {"root": str(root)},
+        "train": {"enabled": True, "epochs": 2}, "analysis": {"layerwise_samples": 0, "compliance_samples": 64},
+        "quantization": [{**INT8, "deploy": ["onnxruntime", "openvino"]}]})
+    return run_experiment(spec)
+
+
+def test_each_runtime_is_evaluated_on_every_evaluation_sample_and_paired(deployed):
+    row = deployed.simulation.formats[0]
+    folder = deployed.run_dir / "quantization" / row.folder
+    fp32 = Predictions.load(deployed.run_dir / "predictions.npz")
+    assert [d["runtime"] for d in row.deployed] == ["onnxruntime", "openvino"]
+    for d in row.deployed:
+        predictions = Predictions.load(folder / f"deployed-{d['runtime']}.npz")
+        assert (predictions.indices == fp32.indices).all()  # the same samples, in the same order
+        assert d["top1"] == pytest.approx(predictions.correct.mean())
+        low, high = d["vs_simulated_ci"]
+        assert low <= d["vs_simulated_delta"] <= high and d["agreement_with_simulated"] >= 0.95
+        assert d["latency_ms"] > 0 and d["latency_batch"] > 0
+    export = json.loads((folder / "export.json").read_text())
+    model_file = folder / "model.qdq.onnx"
+    assert export["size_bytes"] == model_file.stat().st_size and len(export["sha256"]) == 64
+    assert any(init.data_type == onnx.TensorProto.INT8 for init in onnx.load(model_file).graph.initializer)
+    agreement = json.loads((folder / "agreement.json").read_text())
+    assert agreement["samples"] >= 64 and agreement["ort_fusion"]["integer_layers"]
+
+
+def test_a_format_no_runtime_executes_is_refused_before_any_work(tmp_path):
+    spec = spec_from_dict({"data": {"source": "digits"}, "model": SMALL_MODEL, "output": {"root": str(tmp_path)},
+                           "quantization": [{"format": "fp4_e2m1", "deploy": ["onnxruntime"]}]})
+    with pytest.raises(Exception, match=r"quantization\.0\.deploy .*fp4_e2m1 is simulation only on ONNX Runtime"):
+        run_experiment(spec)
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("compact_cnn", num_classes=10, in_channels=1, image_size=8, options={})
+    path = tmp_path / "cnn.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _export_args(checkpoint, *extra):
+    return ("export", checkpoint.with_name("cnn.onnx"), "--model", "compact_cnn", "--data", "digits",
+            "--weights", checkpoint, "--calibration-samples", "64", *extra)
+
+
+def test_export_writes_the_file_and_says_what_runs_in_integer(cli, checkpoint, monkeypatch):
+    monkeypatch.chdir(checkpoint.parent)
+    result = cli(*_export_args(checkpoint, "--observer", "percentile", "--passes", "fold_bn,bias_correction"))
+    assert result.code == 0, result.err
+    target = checkpoint.with_name("cnn.onnx")
+    assert f"wrote {target}" in result.out and "layers in integer kernels" in result.out
+    details = json.loads(target.with_suffix(".json").read_text())
+    assert details["export"]["size_bytes"] == target.stat().st_size
+    assert [p["pass"] for p in details["passes"]] == ["fold_bn", "bias_correction"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--weight-format", "fp8_e4m3"), "fp8_e4m3 is simulation only on ONNX Runtime CPU"),
+    (("--observer", "entrpy"), "unknown observer 'entrpy'; did you mean entropy"),
+    (("--passes", "fold_bn,adarond"), "unknown pass 'adarond'; did you mean adaround"),
+    (("--calibration-samples", "0"), "calibration_samples: Input should be greater than 0"),
+])
+def test_export_refuses_bad_input_in_one_line_and_writes_nothing(cli, checkpoint, monkeypatch, extra, message):
+    monkeypatch.chdir(checkpoint.parent)
+    result = cli(*_export_args(checkpoint, *extra))
+    assert result.code == 2 and message in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert not checkpoint.with_name("cnn.onnx").exists()
