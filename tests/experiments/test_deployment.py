@@ -93,3 +93,19 @@ def test_export_refuses_bad_input_in_one_line_and_writes_nothing(cli, checkpoint
     assert result.code == 2 and message in result.err, result.err
     assert len(result.err.strip().splitlines()) == 1
     assert not checkpoint.with_name("cnn.onnx").exists()
+
+
+def test_a_calibration_set_smaller_than_one_batch_is_refused_before_the_run_folder_exists(tmp_path):
+    spec = spec_from_dict({"data": {"source": "digits"}, "model": SMALL_MODEL, "output": {"root": str(tmp_path)},
+                           "quantization": [{"format": "int8", "calibration_samples": 40,
+                                             "calibration_batch_size": 64}]})
+    with pytest.raises(Exception, match=r"quantization\.0: the calibration set holds 40 samples, fewer than one "
+                                        r"batch \(calibration_batch_size 64\)"):
+        run_experiment(spec)
+    assert not any(tmp_path.iterdir())
+
+
+def test_adaround_on_float_weights_is_refused_with_the_config():
+    with pytest.raises(Exception, match="adaround learns the rounding of integer weights; weights.format fp8_e4m3 "
+                                        "is not an integer format"):
+        spec_from_dict({"quantization": [{"format": "fp8_e4m3", "passes": ["adaround"]}]})

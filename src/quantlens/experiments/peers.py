@@ -119,6 +119,11 @@ def _quiet_calibrator() -> Iterator[None]:
         yield
 
 
+# The calibrator attributes that decide each method's ranges, read back after it is built.
+_HELD_SETTINGS = {"MinMax": ("symmetric", "moving_average"), "Entropy": ("num_bins", "num_quantized_bins", "symmetric"),
+                  "Percentile": ("num_bins", "percentile", "symmetric")}
+
+
 def ort_quantize(source: Path, target: Path, batches: list[torch.Tensor], method: str, options: dict,
                  reduce_range: bool) -> tuple[dict[str, list[float]], dict]:
     """`source` (FP32 ONNX) -> QDQ INT8 `target` with ranges from ONNX Runtime's own calibrator
@@ -139,8 +144,7 @@ def ort_quantize(source: Path, target: Path, batches: list[torch.Tensor], method
         with _quiet_calibrator():
             calibrator.collect_data(_calibration_reader(batches))
             ranges = calibrator.compute_data()
-        held = {key: getattr(calibrator, key) for key in ("num_bins", "num_quantized_bins", "percentile", "symmetric")
-                if hasattr(calibrator, key)}
+        held = {key: getattr(calibrator, key) for key in _HELD_SETTINGS[method] if hasattr(calibrator, key)}
         del calibrator
         save_tensors_data(ranges, cache)
         quantize_static(str(prepared), str(target), None, quant_format=QuantFormat.QDQ,
@@ -198,7 +202,8 @@ def _nncf_peer(job: PeerJob) -> PeerModel:
     backend = get_backend("openvino-int8")
     backend.require_available()
     export = export_onnx(job.model, job.batches[0], job.export_dir, backend="peer nncf")
-    quantized = backend._quantize(ov.Core().read_model(str(export.path)), job.batches)
+    with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bar on stdout
+        quantized = backend._quantize(ov.Core().read_model(str(export.path)), job.batches)
     xml = job.folder / "model.xml"
     xml.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(quantized, str(xml), compress_to_fp16=False)

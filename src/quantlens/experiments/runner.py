@@ -39,6 +39,7 @@ from quantlens.experiments.stages import (
     save_result,
 )
 from quantlens.experiments.training import check_folds
+from quantlens.workflows.ptq import check_calibration_set
 
 
 @dataclass
@@ -97,6 +98,15 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
     trained_on = checkpoint_split(spec, source, setup, root)
     if spec.train.enabled:
         check_folds(spec, split)
+    split_name, indices, reason = eval_indices(spec, source, split, trained_on)
+    calib_idx, calib_origin, selection_idx = None, None, None
+    if spec.quantization and spec.selection.enabled:
+        calib_idx, selection_idx, indices, calib_origin = three_way_split(spec, source, indices)
+    elif spec.quantization:
+        calib_idx, indices, calib_origin = calibration_indices(spec, source, split, trained_on, indices)
+    for i, cfg in enumerate(spec.quantization):
+        check_calibration_set(min(len(calib_idx), cfg.calibration_samples), cfg.calibration_batch_size,
+                              f"quantization.{i}")
     with RunRecord(root, spec.output.name or spec.name) as record:
         record.write_environment({"seed": spec.seed, "split_seed": spec.data.split_seed})
         if source.skipped:
@@ -107,12 +117,6 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
             "mean": setup.preprocessing.normalization.mean, "std": setup.preprocessing.normalization.std})})
         record.write_text("config.yaml", resolved.to_yaml())
         data = PreparedData.from_source(source, setup.preprocessing)
-        split_name, indices, reason = eval_indices(spec, source, split, trained_on)
-        calib_idx, calib_origin, selection_idx = None, None, None
-        if spec.quantization and spec.selection.enabled:
-            calib_idx, selection_idx, indices, calib_origin = three_way_split(spec, source, indices)
-        elif spec.quantization:
-            calib_idx, indices, calib_origin = calibration_indices(spec, source, split, trained_on, indices)
         capped = capped_settings(spec, len(indices), None if calib_idx is None else len(calib_idx))
         for field_name, counts in capped.items():
             events.warn(f"{field_name} asks for {counts['requested']} samples; {counts['used']} exist and are used "

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from quantlens.formats import IntFormat, get_format
 from quantlens.recipes.base import Block
 from quantlens.recipes.migration import migrate_quantization_entry
 from quantlens.recipes.tensor import (
@@ -147,6 +148,15 @@ class QuantizationConfig(Block):
     include: tuple[str, ...] = Field((), description="globs on layer names; empty: every supported layer")
     exclude: tuple[str, ...] = Field((), description="globs on layer names left in float")
     overrides: tuple[Override, ...] = ()
+
+    @model_validator(mode="after")
+    def _adaround_needs_integer_weights(self) -> QuantizationConfig:
+        if any(step.name == "adaround" for step in self.passes) and self.weights.mode != "none":
+            fmt = get_format(self.weights.format)
+            if not isinstance(fmt, IntFormat):
+                raise ValueError(f"passes: adaround learns the rounding of integer weights; weights.format "
+                                 f"{fmt.name} is not an integer format (AdaRound does not apply to float formats)")
+        return self
 
     @field_validator("passes", mode="before")
     @classmethod

@@ -59,7 +59,7 @@ def check_calibration_set(n: int, batch_size: int, where: str = "calibration") -
         raise ConfigError(f"{where}: the calibration set is empty; static ranges and passes need samples")
     if n < batch_size:
         raise ConfigError(f"{where}: the calibration set holds {n} samples, fewer than one batch "
-                          f"({batch_size}); give more calibration samples or a smaller batch")
+                          f"(calibration_batch_size {batch_size}); give more calibration samples or a smaller batch")
 
 
 def post_training_quantize(model: nn.Module, recipe: QuantizationConfig, calibration: Batches, *,
