@@ -30,7 +30,7 @@ FLOAT_NAMES = [name for name, fmt in FORMATS.items() if isinstance(fmt, FloatFor
 WITH_LIBRARY_TWIN = [name for name in FLOAT_NAMES if name in ML_DTYPES]
 WITH_TORCH_DTYPE = [name for name in FLOAT_NAMES if name in TORCH_DTYPES]
 # registered minifloats that no library implements: checked against the exact references only
-NO_LIBRARY_TWIN = {"fp4_e3m0"}
+NO_LIBRARY_TWIN = {"fp4_e3m0", "fp8_e3m4"}  # fp8_e3m4: E4M3fn-style NaN; ml_dtypes' e3m4 is IEEE-like
 
 # generic factory outputs, twinned with ml_dtypes types that share their semantics
 EXTRA_TWINS = {

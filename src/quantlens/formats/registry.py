@@ -91,6 +91,9 @@ for _bits in (4, 8):
 
 FP8_E4M3 = register_format(float_format(4, 3, specials="fn", name="fp8_e4m3"))  # OCP E4M3fn, max 448
 FP8_E5M2 = register_format(float_format(5, 2, name="fp8_e5m2"))  # IEEE-like, max 57344, Inf/NaN
+# E3M4 as in Intel's FP8 study of 75 networks (marginally better than E4M3 for vision): bias 3,
+# NaN only at all-ones (the E4M3fn convention), max 30.
+FP8_E3M4 = register_format(float_format(3, 4, specials="fn", name="fp8_e3m4"))
 FP6_E3M2 = register_format(float_format(3, 2, specials="finite", name="fp6_e3m2"))  # OCP MX, max 28
 FP6_E2M3 = register_format(float_format(2, 3, specials="finite", name="fp6_e2m3"))  # OCP MX, max 7.5
 FP4_E2M1 = register_format(float_format(2, 1, specials="finite", name="fp4_e2m1"))  # OCP MX, max 6
