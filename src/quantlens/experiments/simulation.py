@@ -24,6 +24,7 @@ from quantlens.experiments.spec import ExperimentSpec
 from quantlens.metrics.classification import Predictions, classification_metrics
 from quantlens.metrics.compression import compression_stats
 from quantlens.metrics.layerwise import layerwise_errors, layerwise_record, layerwise_table
+from quantlens.metrics.mx_clipping import mx_clipping
 from quantlens.metrics.paired import paired_comparison
 from quantlens.models.build import ModelRef
 from quantlens.nn import clear_recordings, quant_wrappers, recording
@@ -48,6 +49,7 @@ class SimulationResult:
     coverage: dict
     selection: dict | None = None  # the entry's score on the selection split (`selection.json`)
     deployed: list | None = None  # DeployedRow dicts, one per runtime (`deployed-<runtime>.json`)
+    mx_clipping: dict | None = None  # MX formats: clipped-block fractions (`mx_clipping.json`)
 
     @classmethod
     def load(cls, folder: str | Path) -> SimulationResult:
@@ -64,7 +66,7 @@ class SimulationResult:
         label, paired = metrics.pop("label"), metrics.pop("paired_vs_fp32")
         deployed = [read(p.name) for p in sorted(folder.glob("deployed-*.json"))]
         return cls(label, folder.name, metrics, paired, read("compliance.json"), read("size.json"),
-                   read("coverage.json"), read("selection.json"), deployed or None)
+                   read("coverage.json"), read("selection.json"), deployed or None, read("mx_clipping.json"))
 
     def row(self) -> dict:
         """One format's line of quantization/summary.json and of the report's tables. Values and
@@ -85,7 +87,9 @@ class SimulationResult:
                 "reduction_vs_fp32": self.size["reduction_vs_fp32"],
                 "quantized_layers": self.coverage["quantized_layers"],
                 "selection_value": None if self.selection is None else self.selection["value"],
-                "deployed": self.deployed or None}
+                "deployed": self.deployed or None,
+                "mx_clipped_weight_blocks": None if self.mx_clipping is None else self.mx_clipping["weights_mean"],
+                "mx_clipped_input_blocks": None if self.mx_clipping is None else self.mx_clipping["inputs_mean"]}
 
 
 def folder_name(index: int, label: str) -> str:
@@ -194,6 +198,10 @@ def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: Pr
         compliance = check_compliance(qmodel).to_dict()
         clear_recordings(qmodel)
         record.write_json(f"quantization/{folder}/compliance.json", compliance)
+    clipping = mx_clipping(qmodel, _batches(data, eval_idx[:max(spec.analysis.compliance_samples, 1)],
+                                            spec.eval.batch_size))
+    if clipping is not None:
+        record.write_json(f"quantization/{folder}/mx_clipping.json", clipping)
     if spec.analysis.layerwise_samples:
         names = {name: w.kind.name for name, w in quant_wrappers(qmodel)}
         errors = layerwise_errors(model, qmodel, names,
@@ -215,7 +223,8 @@ def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: Pr
     verdict = "" if compliance is None else ("compliant" if compliance["compliant"] else
                                              f"{compliance['violations']} OFF-GRID VALUES")
     events.note(f"simulated {label}: top1 {metrics['top1']:.4f} (FP32 {reference.correct.mean():.4f}), {verdict}")
-    return SimulationResult(label, folder, metrics, paired, compliance, size, coverage, chosen_on, deployed)
+    return SimulationResult(label, folder, metrics, paired, compliance, size, coverage, chosen_on, deployed,
+                            clipping)
 
 
 def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData, eval_idx: np.ndarray,

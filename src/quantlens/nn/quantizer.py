@@ -18,7 +18,7 @@ from quantlens.observers import OBSERVERS, Observer
 from quantlens.scaling import QuantParams, compute_qparams, fake_quantize, fake_quantize_ste
 
 
-def _channel_axis(x: torch.Tensor, axis: int | None) -> int:
+def channel_axis(x: torch.Tensor, axis: int | None) -> int:
     """The axis a per-channel/per-block scale runs along: given, or 1 for (N, C, H, W), else the last."""
     if axis is not None:
         return axis
@@ -102,7 +102,7 @@ class ActivationQuantizer(nn.Module):
         if isinstance(fmt, BlockFormat):
             self.tensor_amax = torch.maximum(-lo, hi).max()
             return
-        granularity = self.spec.granularity(_channel_axis(self._example, self.axis))
+        granularity = self.spec.granularity(channel_axis(self._example, self.axis))
         self.params = _qparams(self._example, self.spec, granularity, **range_stats(self.spec, lo, hi))
 
     def fix(self, params: QuantParams) -> None:
@@ -111,7 +111,7 @@ class ActivationQuantizer(nn.Module):
 
     def _observe(self, x: torch.Tensor) -> None:
         if self.observer is None:
-            axis = _channel_axis(x, self.axis) if self.spec.mode == "channel" else None
+            axis = channel_axis(x, self.axis) if self.spec.mode == "channel" else None
             self.observer = make_observer(self.spec, axis)
         self.observer.update(x)
         self._example = torch.zeros((1, *x.shape[1:]), dtype=torch.float32, device=x.device)  # one sample's shape
@@ -120,7 +120,7 @@ class ActivationQuantizer(nn.Module):
         if self.params is not None:  # calibrated, fixed scales
             return self.params
         spec = self.spec
-        granularity = spec.granularity(_channel_axis(x, self.axis))
+        granularity = spec.granularity(channel_axis(x, self.axis))
         if not self.uses_static_range:
             return _qparams(x, spec, granularity)
         if self.tensor_amax is not None:  # NVFP4: block scales from x, tensor scale from calibration

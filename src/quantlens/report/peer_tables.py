@@ -27,14 +27,15 @@ def peer_table(summary: PeerSummary) -> Table:
     confidence = next((row.confidence for row in summary.peers if row.ran), None)
     level = "" if confidence is None else f"{confidence:.0%} "
     caption = (f"top-1: fraction; Δ: percentage points vs FP32 on the same {summary.fp32.get('n')} samples, "
-               f"{level}paired interval, McNemar exact p; size: model files on disk (KB; FP32: its weights); "
+               f"{level}paired interval, McNemar exact p; size: model files on disk (KB); "
                f"calibration: {summary.calibration['source']}")
     table = _sim_table("INT8 by other tools (peers)", ["top-1\n(frac)", "Δtop-1\n(pts)", "agree\n(frac)",
                                                        "size\n(KB)", "calib\n(n)"], caption)
     table.columns[0].header = "peer"
     table.add_column("settings", overflow="fold", min_width=24)
-    table.add_row("FP32", _fmt(summary.fp32.get("top1")), "-", "-", _kb(summary.fp32.get("model_bytes")), "-",
-                  "the evaluated model")
+    onnx_bytes = summary.fp32.get("onnx_file_bytes")
+    table.add_row("FP32", _fmt(summary.fp32.get("top1")), "-", "-", _kb(onnx_bytes or summary.fp32.get("model_bytes")),
+                  "-", "the evaluated model" + (" (size: its ONNX export)" if onnx_bytes else " (size: its weights)"))
     for row in summary.peers:
         delta = None if row.deltas is None else row.deltas.get("top1")
         table.add_row(row.name, _fmt(row.top1), _delta_cell(delta) if row.ran else "-",

@@ -122,13 +122,19 @@ def simulation_tables(outcome: RunOutcome, title: str) -> list[Table]:
         deltas = _deltas(row)
         paired.add_row(row.label, *(_delta_cell(deltas.get(k)) for k, _ in shown))
 
-    storage = _sim_table("storage and format compliance", ["bits per\nweight", "size\n(KB)", "compliant"])
+    mx = any(row.mx_clipped_weight_blocks is not None or row.mx_clipped_input_blocks is not None for row in rows)
+    storage = _sim_table("storage and format compliance", ["bits per\nweight", "size\n(KB)", "compliant",
+                                                           *(["MX clipped\nblocks w/in"] if mx else [])],
+                         caption="MX clipped blocks: mean fraction of weight / input blocks whose maximum the "
+                                 "shared-scale rule clips" if mx else None)
     fp32_kb = rows[0].fp32_bytes / 1024 if rows else 0.0
-    storage.add_row("fp32", "32", f"{fp32_kb:.1f}", "-")
+    storage.add_row("fp32", "32", f"{fp32_kb:.1f}", "-", *(["-"] if mx else []))
     for row in rows:
         compliant = "-" if row.compliant is None else ("yes" if row.compliant else
                                                        f"NO ({row.compliance_violations})")
-        storage.add_row(row.label, _fmt(row.bits_per_weight, 2), f"{row.model_bytes / 1024:.1f}", compliant)
+        clipped = [f"{_fmt(row.mx_clipped_weight_blocks, 3)} / {_fmt(row.mx_clipped_input_blocks, 3)}"] if mx else []
+        storage.add_row(row.label, _fmt(row.bits_per_weight, 2), f"{row.model_bytes / 1024:.1f}", compliant,
+                        *clipped)
     tables = [values, paired, storage]
     if any(row.deployed for row in rows):
         tables.append(deployed_table(rows, binary))

@@ -69,7 +69,8 @@ class PeerSummary:
 
     FILE: ClassVar[str] = "peers/summary.json"
 
-    fp32: dict  # top1, top5, mean_confidence, ece, auroc, macro_f1 (fractions), n, model_bytes
+    fp32: dict  # top1, top5, mean_confidence, ece, auroc, macro_f1 (fractions), n, model_bytes (weights),
+    # onnx_file_bytes (its verified ONNX export on disk, when a peer exported it; else None)
     calibration: dict  # n, source (one line), indices
     peers: tuple[PeerRow, ...]
 
@@ -94,6 +95,8 @@ def peers(ctx: RunContext) -> PeerSummary:
     calibration = peer_calibration(ctx.spec, ctx.calib_idx)
     rows = run_peers(ctx.spec, ctx.setup.model, ctx.data, ctx.eval_idx, calibration,
                      ctx.shared["fp32_predictions"], ctx.record, usable_cores())
+    exports = sorted(ctx.record.path("peers/onnx").glob("model-*.onnx"))  # the FP32 file ORT and NNCF started from
+    fp32["onnx_file_bytes"] = exports[0].stat().st_size if exports else None
     return PeerSummary(fp32, {"n": len(calibration.indices), "source": calibration.source,
                               "indices": [int(i) for i in calibration.indices]},
                        tuple(PeerRow.from_dict(row) for row in rows))

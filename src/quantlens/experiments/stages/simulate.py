@@ -48,6 +48,8 @@ class FormatRow:
     quantized_layers: int
     selection_value: float | None = None  # the entry's `selection.metric` on the selection split
     deployed: list | None = None  # per runtime: `experiments.deployment.DeployedRow` as a dict
+    mx_clipped_weight_blocks: float | None = None  # MX: mean fraction of weight blocks whose maximum is clipped
+    mx_clipped_input_blocks: float | None = None  # ... and of input blocks (on the compliance samples)
 
     def delta(self, metric: str) -> dict | None:
         """The paired delta of `metric` ("top1", "sensitivity", ...), or None when not computed."""
