@@ -82,6 +82,10 @@ def _run(spec, check: bool = False) -> None:
     if outcome.simulation is not None:
         out.print(simulation_table(outcome, f"simulated formats vs FP32 on the same "
                                             f"{outcome.evaluation.metrics.n} samples"))
+    if outcome.peers is not None:
+        from quantlens.report.peer_tables import peer_table
+
+        out.print(peer_table(outcome.peers))
     if outcome.benchmark is not None:
         print_benchmark(outcome.benchmark, out)
     out.print(f"run record: {outcome.run_dir}")

@@ -142,7 +142,6 @@ def test_a_failing_peer_is_recorded_and_the_rest_run(tmp_path, monkeypatch):
     assert "not run: RuntimeError" in _render(peer_table(outcome.results["peers"]))
 
 
-def test_peers_without_calibration_samples_are_not_run(tmp_path):
-    outcome = run_experiment(_spec(tmp_path, ["torch_x86"]))
-    (row,) = outcome.results["peers"].peers
-    assert row.status.startswith("not run: the run has no calibration samples")
+def test_peers_without_a_recipe_to_stand_beside_are_refused():
+    with pytest.raises(Exception, match="peers: are calibrated on the samples quantlens's recipes calibrate on"):
+        spec_from_dict({"peers": ["torch_x86"]})

@@ -31,7 +31,7 @@ def full_run(tmp_path_factory):
 
 
 def test_stages_run_in_their_registered_order(full_run):
-    assert [s.name for s in ordered_stages()][:4] == ["train", "eval", "quantization", "benchmark"]
+    assert [s.name for s in ordered_stages()][:5] == ["train", "eval", "quantization", "peers", "benchmark"]
     assert list(full_run.results) == ["train", "eval", "quantization", "benchmark"]
 
 

@@ -32,6 +32,7 @@ from quantlens.experiments.simulation import plan_simulations
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.experiments.stages import (
     EvaluationResult,
+    PeerSummary,
     RunContext,
     SimulationSummary,
     TrainingResult,
@@ -61,6 +62,10 @@ class RunOutcome:
     @property
     def simulation(self) -> SimulationSummary | None:
         return self.results.get("quantization")
+
+    @property
+    def peers(self) -> PeerSummary | None:
+        return self.results.get("peers")
 
     @property
     def benchmark(self) -> BenchmarkReport | None:

@@ -209,6 +209,13 @@ class ExperimentSpec(Block):
         return check_run_name(value)
 
     @model_validator(mode="after")
+    def _peers_beside_recipes(self) -> ExperimentSpec:
+        if self.peers and not self.quantization:
+            raise ValueError("peers: are calibrated on the samples quantlens's recipes calibrate on, and shown beside "
+                             "them: give at least one quantization entry")
+        return self
+
+    @model_validator(mode="after")
     def _simulation_needs_evaluation(self) -> ExperimentSpec:
         if self.quantization and not self.eval.enabled:
             raise ValueError("eval.enabled: must be true when quantization entries are given (each is evaluated "

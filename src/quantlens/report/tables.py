@@ -194,6 +194,10 @@ def write_text_summary(record: RunRecord, outcome: RunOutcome) -> None:
         console.print(metrics_table(outcome.evaluation, "FP32"))
     if outcome.simulation is not None:
         console.print(simulation_table(outcome, "simulated formats vs FP32 (same samples)"))
+    if outcome.peers is not None:
+        from quantlens.report.peer_tables import peer_table  # noqa: PLC0415  (it imports these helpers)
+
+        console.print(peer_table(outcome.peers))
     text = console.export_text()
     if text.strip():
         record.write_text("summary.txt", text)

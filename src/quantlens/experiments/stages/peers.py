@@ -8,15 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-from quantlens import events
 from quantlens.environment import usable_cores
-from quantlens.experiments.peers import not_run, peer_calibration, run_peers
+from quantlens.experiments.peers import peer_calibration, run_peers
 from quantlens.experiments.simulation import SUMMARY_KEYS
 from quantlens.experiments.stages.base import STAGES, RunContext, Stage
 from quantlens.metrics.compression import compression_stats
-
-NO_CALIBRATION = ("the run has no calibration samples: they are held out of evaluation only when the spec has "
-                  "a quantization: entry; add one (its calibration_samples sets how many)")
 
 
 @dataclass(frozen=True)
@@ -87,11 +83,7 @@ def peers(ctx: RunContext) -> PeerSummary:
     fp32 = {k: getattr(reference.metrics, k) for k in SUMMARY_KEYS}
     fp32["n"] = len(ctx.eval_idx)
     fp32["model_bytes"] = compression_stats(ctx.setup.model)["model_bytes"]
-    if ctx.calib_idx is None or len(ctx.calib_idx) == 0:
-        events.warn(f"peers not run: {NO_CALIBRATION}")
-        rows = [not_run(name, NO_CALIBRATION, 0) for name in ctx.spec.peers]
-        return PeerSummary(fp32, {"n": 0, "source": NO_CALIBRATION, "indices": []},
-                           tuple(PeerRow.from_dict(row) for row in rows))
+    # the spec requires a quantization entry beside peers, so the run has calibration samples
     calibration = peer_calibration(ctx.spec, ctx.calib_idx)
     rows = run_peers(ctx.spec, ctx.setup.model, ctx.data, ctx.eval_idx, calibration,
                      ctx.shared["fp32_predictions"], ctx.record, usable_cores())
