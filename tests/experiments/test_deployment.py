@@ -109,3 +109,26 @@ def test_adaround_on_float_weights_is_refused_with_the_config():
     with pytest.raises(Exception, match="adaround learns the rounding of integer weights; weights.format fp8_e4m3 "
                                         "is not an integer format"):
         spec_from_dict({"quantization": [{"format": "fp8_e4m3", "passes": ["adaround"]}]})
+
+
+def test_the_recipe_chosen_on_the_selection_split_is_deployed(tmp_path):
+    spec = spec_from_dict({
+        "data": {"source": "digits"}, "model": SMALL_MODEL, "output": {"root": str(tmp_path)},
+        "train": {"enabled": True, "epochs": 1}, "analysis": {"layerwise_samples": 0, "compliance_samples": 0},
+        "selection": {"calibration_per_class": 4, "selection_per_class": 8, "deploy": ["onnxruntime"]},
+        "quantization": [{**INT8, "calibration_samples": 40, "name": "a"},
+                         {**INT8, "calibration_samples": 40, "name": "b", "passes": ["fold_bn", "bias_correction"]}]})
+    summary = run_experiment(spec).simulation
+    chosen = summary.chosen
+    assert [d["runtime"] for d in chosen.deployed] == ["onnxruntime"]
+    assert all(row.deployed is None for row in summary.formats if row.label != chosen.label)
+    assert chosen.deployed[0]["agreement_with_faithful"] >= 0.95
+
+
+def test_selection_deploy_refuses_a_candidate_no_runtime_executes(tmp_path):
+    spec = spec_from_dict({"data": {"source": "digits"}, "model": SMALL_MODEL, "output": {"root": str(tmp_path)},
+                           "selection": {"calibration_per_class": 4, "selection_per_class": 8,
+                                         "deploy": ["onnxruntime"]},
+                           "quantization": [INT8, {"format": "fp8_e4m3"}]})
+    with pytest.raises(Exception, match=r"selection\.deploy \(quantization\.1\) .*fp8_e4m3 is simulation only"):
+        run_experiment(spec)

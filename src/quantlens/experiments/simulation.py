@@ -123,13 +123,14 @@ def plan_simulations(spec: ExperimentSpec, model: nn.Module) -> SimulationPlan:
             field = f"quantization.{i}" + (f".{where}" if where else "")
             raise ConfigError(f"{field} ({cfg.label}): {why} of {spec.model.name}; a result for it would describe "
                               f"a model that is not what its label says")
-        if cfg.deploy:
+        if cfg.deploy or spec.selection.deploy:  # the chosen entry may be any of them
             from quantlens.backends.qdq import check_deployable  # noqa: PLC0415  (ONNX only when deploying)
 
+            field = f"quantization.{i}.deploy" if cfg.deploy else f"selection.deploy (quantization.{i})"
             try:
                 check_deployable(plan.layers)
             except QuantlensError as exc:
-                raise ConfigError(f"quantization.{i}.deploy ({cfg.label}): {exc}") from None
+                raise ConfigError(f"{field} ({cfg.label}): {exc}") from None
         plans.append(plan)
     return SimulationPlan(modular, plans)
 
@@ -244,3 +245,23 @@ def run_simulations(spec: ExperimentSpec, model: nn.Module, data: PreparedData, 
                                         record, modular.to_dict(), selection))
             progress.advance()
     return results
+
+
+def deploy_chosen(spec: ExperimentSpec, model: nn.Module, data: PreparedData, eval_idx: np.ndarray,
+                  calib_idx: np.ndarray, reference: Predictions, record: RunRecord, index: int,
+                  folder: str) -> list[dict]:
+    """Deploy entry `index` (0-based; chosen on the selection split) on `spec.selection.deploy`: the
+    recipe is applied again to the same calibration samples (the same model as simulated: every step
+    is deterministic) and evaluated on the evaluation split like any deployed entry."""
+    from quantlens.experiments.deployment import deploy_recipe  # noqa: PLC0415  (ONNX only when deploying)
+
+    cfg = spec.quantization[index]
+    chosen = calibration_choice(calib_idx, cfg)
+    modular = functional_to_modules(model)
+    outcome = post_training_quantize(modular.model, cfg, lambda: _batches(data, chosen, cfg.calibration_batch_size),
+                                     batch_size=cfg.calibration_batch_size)
+    simulated = Predictions.load(record.path(f"quantization/{folder}/predictions.npz"))
+    rows = deploy_recipe(outcome.model, spec.selection.deploy, folder, spec, data, eval_idx, reference, simulated,
+                         record)
+    return [row.to_dict() for row in rows]
+

@@ -142,6 +142,9 @@ class SelectionConfig(Block):
     selection_per_class: int = Field(0, ge=0, description="selection samples per class, after the calibration ones")
     metric: Literal["top1", "auroc", "macro_f1"] = Field("top1", description="what the choice maximises on the "
                                                                              "selection split")
+    deploy: tuple[Literal["onnxruntime", "openvino"], ...] = Field(
+        (), description="deploy the chosen recipe with its own scales on these runtimes (ONNX QDQ), evaluated on "
+                        "the confirmation split")
 
     @property
     def enabled(self) -> bool:

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
-from quantlens.experiments.simulation import SUMMARY_KEYS, SelectionSamples, run_simulations
+from quantlens.experiments.simulation import SUMMARY_KEYS, SelectionSamples, deploy_chosen, run_simulations
 from quantlens.experiments.stages.base import STAGES, RunContext, Stage
 from quantlens.metrics.classification import classification_metrics
 from quantlens.metrics.compression import compression_stats
@@ -119,6 +119,12 @@ def simulate(ctx: RunContext) -> SimulationSummary:
     fp32["model_bytes"] = compression_stats(ctx.setup.model)["model_bytes"]
     rows = tuple(FormatRow.from_dict(r.row()) for r in results)
     chosen = None if selection is None else choose(rows, selection.metric, len(selection.indices), fp32_selection)
+    if chosen is not None and ctx.spec.selection.deploy:
+        index = next(i for i, row in enumerate(rows) if row.label == chosen["chosen"])
+        if not rows[index].deployed:  # an entry with its own `deploy:` already was
+            deployed = deploy_chosen(ctx.spec, ctx.setup.model, ctx.data, ctx.eval_idx, ctx.calib_idx,
+                                     ctx.shared["fp32_predictions"], ctx.record, index, rows[index].folder)
+            rows = (*rows[:index], replace(rows[index], deployed=deployed), *rows[index + 1:])
     return SimulationSummary(fp32, rows, chosen)
 
 
