@@ -132,3 +132,15 @@ def test_selection_deploy_refuses_a_candidate_no_runtime_executes(tmp_path):
                            "quantization": [INT8, {"format": "fp8_e4m3"}]})
     with pytest.raises(Exception, match=r"selection\.deploy \(quantization\.1\) .*fp8_e4m3 is simulation only"):
         run_experiment(spec)
+
+
+def test_deployment_simulation_predicts_onnx_runtime(tmp_path):
+    spec = spec_from_dict({
+        "data": {"source": "digits"}, "model": SMALL_MODEL, "output": {"root": str(tmp_path)},
+        "train": {"enabled": True, "epochs": 1}, "analysis": {"layerwise_samples": 0, "compliance_samples": 0},
+        "quantization": [{**INT8, "simulation": "deployment", "deploy": ["onnxruntime"]}]})
+    row = run_experiment(spec).simulation.formats[0]
+    (deployed,) = row.deployed
+    # the simulation the entry reports is the deployment-faithful one: it predicts the runtime exactly
+    assert deployed["agreement_with_simulated"] == deployed["agreement_with_faithful"] == 1.0
+    assert deployed["vs_simulated_delta"] == 0.0

@@ -18,6 +18,7 @@ from torch import nn
 from quantlens import events
 from quantlens.atomic import read_json
 from quantlens.data import PreparedData
+from quantlens.devices import module_device
 from quantlens.errors import ConfigError, QuantlensError
 from quantlens.experiments.record import RunRecord
 from quantlens.experiments.spec import ExperimentSpec
@@ -123,10 +124,11 @@ def plan_simulations(spec: ExperimentSpec, model: nn.Module) -> SimulationPlan:
             field = f"quantization.{i}" + (f".{where}" if where else "")
             raise ConfigError(f"{field} ({cfg.label}): {why} of {spec.model.name}; a result for it would describe "
                               f"a model that is not what its label says")
-        if cfg.deploy or spec.selection.deploy:  # the chosen entry may be any of them
+        if cfg.deploy or spec.selection.deploy or cfg.simulation == "deployment":  # selection: any may be chosen
             from quantlens.backends.qdq import check_deployable  # noqa: PLC0415  (ONNX only when deploying)
 
-            field = f"quantization.{i}.deploy" if cfg.deploy else f"selection.deploy (quantization.{i})"
+            field = (f"quantization.{i}.deploy" if cfg.deploy else f"quantization.{i}.simulation"
+                     if cfg.simulation == "deployment" else f"selection.deploy (quantization.{i})")
             try:
                 check_deployable(plan.layers)
             except QuantlensError as exc:
@@ -165,6 +167,18 @@ def _selection_score(qmodel: nn.Module, data: PreparedData, spec: ExperimentSpec
             "top1": metrics["top1"], "paired_vs_fp32": paired}
 
 
+def _deployment_faithful(qmodel: nn.Module, data: PreparedData, calib_idx: np.ndarray, folder: str,
+                         record: RunRecord) -> nn.Module:
+    """`simulation: deployment`: the model as ONNX Runtime runs its QDQ export (dividing QuantizeLinear,
+    exact int32 accumulators, requantization of what it fuses; `backends.qdq.faithful`)."""
+    from quantlens.backends.qdq import export_qdq, faithful_model  # noqa: PLC0415  (ONNX only when asked)
+
+    example = next(x for x, _, _ in data.batches(calib_idx[:2], 2))
+    export = export_qdq(qmodel.eval(), example.to(module_device(qmodel)),
+                        record.path(f"quantization/{folder}/model.qdq.onnx"))
+    return faithful_model(qmodel, export.path, precise=None)
+
+
 def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: PreparedData,
                  spec: ExperimentSpec, eval_idx: np.ndarray, calib_idx: np.ndarray, reference: Predictions,
                  record: RunRecord, functional_ops: dict,
@@ -177,10 +191,12 @@ def simulate_one(index: int, cfg: QuantizationConfig, model: nn.Module, data: Pr
     model = outcome.float_model  # layer-wise errors compare against the model the passes produced
     if outcome.passes:
         record.write_json(f"quantization/{folder}/passes.json", outcome.passes)
-    chosen_on = None if selection is None else _selection_score(qmodel, data, spec, label, selection)
+    evaluated = qmodel if cfg.simulation == "fake_quant" else _deployment_faithful(qmodel, data, calib_idx, folder,
+                                                                                    record)
+    chosen_on = None if selection is None else _selection_score(evaluated, data, spec, label, selection)
     if chosen_on is not None:
         record.write_json(f"quantization/{folder}/selection.json", chosen_on)
-    predictions = predict(qmodel, data, eval_idx, spec.eval.batch_size, description=f"evaluating {label}")
+    predictions = predict(evaluated, data, eval_idx, spec.eval.batch_size, description=f"evaluating {label}")
     predictions.save(record.path(f"quantization/{folder}/predictions.npz"))
     metrics = classification_metrics(predictions, data.source.class_names, positive_class=spec.eval.positive_class,
                                      ece_bins=spec.eval.ece_bins)

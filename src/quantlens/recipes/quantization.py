@@ -136,8 +136,9 @@ class QuantizationConfig(Block):
                                                          "options}: e.g. [fold_bn, cle, bias_correction] or "
                                                          "[fold_bn, {name: adaround, options: {iterations: 500}}]")
     simulation: Literal["fake_quant", "deployment"] = Field(
-        "fake_quant", description="'deployment': integer inputs are divided by their scale (not multiplied by its "
-                                  "reciprocal) and rounded half to even, as ONNX Runtime's QuantizeLinear does")
+        "fake_quant", description="'deployment': the model evaluated is what ONNX Runtime computes from its QDQ "
+                                  "export: QuantizeLinear divides by the scale and rounds half to even, fused layers "
+                                  "accumulate exactly in int32 and requantize; the fake-quant layers also divide")
     deploy: tuple[Literal["onnxruntime", "openvino"], ...] = Field(
         (), description="export this recipe as ONNX QDQ with its own scales and evaluate it on these runtimes")
     overflow: Literal["saturate", "inf_nan"] = Field(
