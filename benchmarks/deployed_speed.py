@@ -257,8 +257,9 @@ def main() -> None:
     lines += ["", "what ran in integer / float:",
               f"  quantlens file on ORT: {len(ort_fused.integer_layers)} integer layers, float: "
               f"{ort_fused.float_layers or 'none'}",
-              f"  quantlens file on OpenVINO: {len(ov_fused.integer_layers)} integer layers, float: "
-              f"{ov_fused.float_layers or 'none'}"]
+              f"  quantlens file on OpenVINO (openvino_fusion's name mapping): {len(ov_fused.integer_layers)} integer "
+              f"layers; float: {[f.layer for f in ov_fused.layers if f.runtime_op and not f.integer] or 'none'}; "
+              f"not found in the runtime graph: {[f.layer for f in ov_fused.layers if not f.runtime_op] or 'none'}"]
     for name, counts in graphs.items():
         lines.append(f"  ORT optimised graph of {name}: {counts}")
     lines.append(f"  OpenVINO executed kernels, quantlens file: {ov_fused.op_counts}")
@@ -271,7 +272,7 @@ def main() -> None:
             top = "; ".join(f"{r['op']} [{r['detail']}] {r['ms']:.0f}" for r in rows[:8])
             lines.append(f"  {name} (sum {total:.0f} ms): {top}")
     for note in comparison.notes:
-        lines.append(f"note: {note.message}")
+        lines.append(f"note: {note.text}")
     text = "\n".join(lines)
     print(text)
     write_text(out / "table.txt", text + "\n")

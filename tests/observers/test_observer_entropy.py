@@ -91,3 +91,16 @@ def test_search_on_2048_bins_is_fast():
     start = time.perf_counter()
     entropy_stop_bin(hist.round(), get_format("int8"), 128)
     assert time.perf_counter() - start < 2.0  # about 0.3 s on one core; a loop per bin takes minutes
+
+
+def test_a_zero_point_format_spends_no_codes_beyond_the_data():
+    # signed data in [-1, 3]: a symmetric threshold t would give [-t, t]; int8_asym keeps [-1, min(t, 3)]
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.rand(20000, generator=g) * 3, -torch.rand(2000, generator=g)])
+    asym, sym = EntropyObserver(get_format("int8_asym")), EntropyObserver(get_format("int8"))
+    asym.update(x)
+    sym.update(x)
+    lo, hi = asym.range()
+    s_lo, s_hi = sym.range()
+    assert float(lo) >= float(x.min()) - 1e-6 and float(hi) <= float(x.max()) + 1e-6
+    assert float(s_lo) == -float(s_hi) and float(lo) > float(s_lo)

@@ -11,22 +11,7 @@ from quantlens.models.build import build_model
 from quantlens.passes import ChannelClamp, equalize, fold_batchnorm
 from quantlens.passes.equalization import channel_ranges, input_channel_ranges, weight_range_uniformity
 
-
-def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters (folding then gives uneven channel ranges)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            c = m.num_features
-            m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-            m.running_var.copy_(torch.rand(c, generator=g) * 2.5 + 0.2)
-            m.weight.data.copy_(torch.rand(c, generator=g) * 1.7 + 0.3)
-            m.bias.data.copy_(torch.randn(c, generator=g) * 0.5)
-    return model.eval()
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / a.abs().max())
+from ._models import randomise_bn, relative_error
 
 
 def folded(name: str) -> nn.Module:

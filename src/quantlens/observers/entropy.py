@@ -15,7 +15,8 @@ Levels (how many grid values the quantizer has in [0, threshold]):
                    codes even for post-ReLU data: its levels stay 128.
   minifloats       the format's own non-negative grid (bins merge by the grid value they round to).
 Block formats are refused (their scales follow each block). range(): (0, t) for never-negative
-data, (-t, t) otherwise; NaN for data that held NaN or Inf.
+data, (-t, t) otherwise, cut to the observed [min, max] for zero-point formats (their grid need
+not be symmetric); NaN for data that held NaN or Inf.
 """
 
 from __future__ import annotations
@@ -90,5 +91,10 @@ class EntropyObserver:
         if self._range is None:
             t = nan_where_nonfinite(self.threshold(), h.min[0], h.max[0])
             lo = torch.where(h.min[0] >= 0, torch.zeros_like(t), -t)
-            self._range = (nan_where_nonfinite(lo, h.min[0], h.max[0]), t)
+            hi = t
+            if isinstance(self.fmt, IntFormat) and not self.fmt.symmetric:
+                # a zero-point grid need not span [-t, t]: keep only the part the data reaches, so no
+                # codes are spent beyond the observed minimum or maximum
+                lo, hi = torch.maximum(lo, h.min[0]), torch.minimum(hi, h.max[0])
+            self._range = (nan_where_nonfinite(lo, h.min[0], h.max[0]), nan_where_nonfinite(hi, h.min[0], h.max[0]))
         return self._range

@@ -27,8 +27,14 @@ class MinMaxObserver:
             lo, hi = torch.aminmax(x.detach().float())
         else:
             lo, hi = torch.aminmax(group_rows(x, self.axis), dim=1)  # (C, rest): one row per channel
-        self.min = lo if self.min is None else torch.minimum(self.min, lo)
-        self.max = hi if self.max is None else torch.maximum(self.max, hi)
+        if self.min is None:
+            self.min, self.max = lo, hi
+        else:
+            self.min, self.max = self.combine(lo, hi)
+
+    def combine(self, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The range after a batch whose own range is (lo, hi): the running extremes."""
+        return torch.minimum(self.min, lo), torch.maximum(self.max, hi)
 
     @property
     def calibrated(self) -> bool:

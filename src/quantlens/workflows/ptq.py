@@ -15,7 +15,7 @@ model is wrapped and its static ranges calibrated; then passes that need the qua
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -74,6 +74,18 @@ def post_training_quantize(model: nn.Module, recipe: QuantizationConfig, calibra
         model.train(was_training)
 
 
+def _run_passes(stage: str, model: nn.Module, recipe: QuantizationConfig, context: PassContext,
+                reports: list[dict[str, Any]]) -> nn.Module:
+    """The recipe's passes of one stage ('float' or 'quantized'), in the order listed; reports appended."""
+    for step in recipe.passes:
+        registered = PASSES.get(step.name)
+        if registered.stage == stage:
+            with events.task(f"pass {step.name}"):
+                model, report = registered.run(model, replace(context, options=dict(step.options)))
+            reports.append({"pass": step.name, **report})
+    return model
+
+
 def _quantize(model: nn.Module, recipe: QuantizationConfig, read: Callable[[], Iterable[torch.Tensor]],
               batch_size: int | None) -> PtqOutcome:
     first = next(iter(read()), None)
@@ -81,15 +93,7 @@ def _quantize(model: nn.Module, recipe: QuantizationConfig, read: Callable[[], I
     check_calibration_set(n, batch_size or (len(first) if first is not None else 1))
     generator = torch.Generator().manual_seed(recipe.calibration_seed)
     reports: list[dict[str, Any]] = []
-    steps = [(step, PASSES.get(step.name)) for step in recipe.passes]
-    float_model = model
-    for step, registered in steps:
-        if registered.stage == "float":
-            with events.task(f"pass {step.name}"):
-                context = PassContext(float_model=float_model, calibration=read, options=dict(step.options),
-                                      generator=generator)
-                float_model, report = registered.run(float_model, context)
-            reports.append({"pass": step.name, **report})
+    float_model = _run_passes("float", model, recipe, PassContext(calibration=read, generator=generator), reports)
     plan = plan_layers(float_model, recipe)
     problem = plan.problem()
     if problem is not None:
@@ -98,11 +102,6 @@ def _quantize(model: nn.Module, recipe: QuantizationConfig, read: Callable[[], I
     qmodel = quantize_model(float_model, plan.layers)
     static = any(q.uses_static_range for _, w in quant_wrappers(qmodel) for q in w.activation_quantizers())
     seen = calibrate(qmodel, read(), total=n) if static else 0
-    for step, registered in steps:
-        if registered.stage == "quantized":
-            with events.task(f"pass {step.name}"):
-                context = PassContext(float_model=float_model, calibration=read, options=dict(step.options),
-                                      generator=generator)
-                qmodel, report = registered.run(qmodel, context)
-            reports.append({"pass": step.name, **report})
+    context = PassContext(float_model=float_model, calibration=read, generator=generator)
+    qmodel = _run_passes("quantized", qmodel, recipe, context, reports)
     return PtqOutcome(qmodel, float_model, plan, seen, reports)
