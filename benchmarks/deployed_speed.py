@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -47,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cifar_images import cifar_images
 from torch import nn
 
 from quantlens.atomic import write_json, write_text
@@ -58,9 +58,6 @@ from quantlens.backends.qdq import OpenVinoQdqRunner, OrtQdqRunner, export_qdq, 
 from quantlens.backends.qdq.runners import PRECISE_KEY
 from quantlens.bench.compare import InterleavePlan, run_interleaved
 from quantlens.bench.plan import WarmupPolicy
-from quantlens.data.decode import decode_image
-from quantlens.data.source import RGB_DEFAULT
-from quantlens.data.transforms import Preprocessing, normalize, to_model_layout
 from quantlens.environment import capture_environment
 from quantlens.models.build import build_model
 from quantlens.nn import calibrate, quantize_model
@@ -68,22 +65,8 @@ from quantlens.nn.ops import Add
 from quantlens.nn.spec import LayerPlan, TensorSpec
 from quantlens.passes.registry import apply_pass
 
-SHARED = Path(os.environ.get("QUANTLENS_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-CIFAR = SHARED / "data" / "cifar10-test-jpeg"
 PEERS = ("ort-int8", "openvino-int8")
 REFERENCES = ("ort-fp32", "openvino-fp32")
-
-
-def calibration_images(count: int, size: int) -> tuple[torch.Tensor, str]:
-    """`count` CIFAR-10 test JPEGs (classes interleaved), normalised; or seeded noise without the shared data."""
-    if CIFAR.is_dir():
-        folders = sorted(p for p in CIFAR.iterdir() if p.is_dir())
-        per_class = -(-count // len(folders))
-        files = [sorted(f.iterdir())[i] for i in range(per_class) for f in folders][:count]
-        layout = to_model_layout([decode_image(f) for f in files], Preprocessing(3, (size, size), RGB_DEFAULT))
-        return normalize(layout, RGB_DEFAULT), f"{count} CIFAR-10 test JPEGs resized to {size}x{size}"
-    return (torch.randn(count, 3, size, size, generator=torch.Generator().manual_seed(1)),
-            f"{count} seeded random images (no shared data at {CIFAR})")
 
 
 def int8_plans(model: nn.Module) -> dict[str, LayerPlan]:
@@ -162,7 +145,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes=1000, in_channels=3, image_size=224).eval()
-    images, data_note = calibration_images(args.calibration_images, 224)
+    images, data_note = cifar_images(args.calibration_images, 224)
     calibration = list(images.split(8))
     x = torch.randn(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     x_np = x.numpy()

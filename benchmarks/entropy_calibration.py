@@ -45,7 +45,6 @@ import argparse
 import contextlib
 import io
 import math
-import os
 import statistics
 import tempfile
 import time
@@ -53,13 +52,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cifar_images import cifar_images
 from torch import nn
 
 from quantlens.atomic import write_json, write_text
 from quantlens.backends.onnx_export import INPUT_NAME, export_onnx
-from quantlens.data.decode import decode_image
-from quantlens.data.source import RGB_DEFAULT
-from quantlens.data.transforms import Preprocessing, normalize, to_model_layout
 from quantlens.environment import capture_environment
 from quantlens.models.build import build_model
 from quantlens.nn import calibrate, quantize_model
@@ -69,25 +66,11 @@ from quantlens.nn.spec import LayerPlan, TensorSpec
 from quantlens.passes.registry import apply_pass
 from quantlens.scaling import PerTensor, compute_qparams
 
-SHARED = Path(os.environ.get("QUANTLENS_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-CIFAR = SHARED / "data" / "cifar10-test-jpeg"
 ACTIVATION_READERS = (nn.Conv2d, nn.Linear, Add, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
 SPEC = TensorSpec(format="int8_asym", mode="tensor", observer="entropy")
 
 
 # ---------------------------------------------------------------------------------------------- data, model
-
-def load_images(count: int, size: int) -> tuple[torch.Tensor, str]:
-    """`count` CIFAR-10 test JPEGs (classes interleaved), normalised (count, 3, size, size); or seeded noise."""
-    if CIFAR.is_dir():
-        folders = sorted(p for p in CIFAR.iterdir() if p.is_dir())
-        per_class = -(-count // len(folders))
-        files = [sorted(f.iterdir())[i] for i in range(per_class) for f in folders][:count]
-        layout = to_model_layout([decode_image(f) for f in files], Preprocessing(3, (size, size), RGB_DEFAULT))
-        return normalize(layout, RGB_DEFAULT), f"{count} CIFAR-10 test JPEGs resized to {size}x{size}"
-    noise = torch.randn(count, 3, size, size, generator=torch.Generator().manual_seed(0))
-    return noise, f"{count} seeded random inputs (no shared data at {CIFAR})"
-
 
 def entropy_plans(model: nn.Module) -> dict[str, LayerPlan]:
     """An entropy-observed int8_asym input quantizer on every layer that reads an activation, and one
@@ -331,7 +314,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes=1000, in_channels=3, image_size=224).eval()
     folded = apply_pass("fold_bn", model).model.eval()
-    images, data_note = load_images(args.images, 224)
+    images, data_note = cifar_images(args.images, 224)
     batches = list(images.split(args.batch))
     print(f"ResNet-18 224x224, random weights, BN folded; {data_note}; {len(batches)} batches of {args.batch}")
 
