@@ -145,3 +145,21 @@ def test_a_failing_peer_is_recorded_and_the_rest_run(tmp_path, monkeypatch):
 def test_peers_without_a_recipe_to_stand_beside_are_refused():
     with pytest.raises(Exception, match="peers: are calibrated on the samples quantlens's recipes calibrate on"):
         spec_from_dict({"peers": ["torch_x86"]})
+
+
+def test_ort_histogram_calibrators_take_a_short_last_batch(tmp_path):
+    # 10 samples in batches of 4, 4, 2: ONNX Runtime's Entropy calibrator stacks per-batch outputs with
+    # numpy and failed on the short batch ("inhomogeneous shape"); the peer re-cuts them equally
+    import torch
+    from torch import nn
+
+    from quantlens.backends.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    batches = list(torch.randn(10, 1, 8, 8).split(4))
+    assert [len(b) for b in peer_module.equal_batches(batches)] == [2] * 5
+    export = export_onnx(model, batches[0], tmp_path, backend="test")
+    bounds, held = peer_module.ort_quantize(export.path, tmp_path / "q.onnx", batches, "Entropy",
+                                            {"num_bins": 128, "num_quantized_bins": 32}, reduce_range=False)
+    assert (tmp_path / "q.onnx").is_file() and bounds and held

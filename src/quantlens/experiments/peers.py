@@ -124,6 +124,15 @@ _HELD_SETTINGS = {"MinMax": ("symmetric", "moving_average"), "Entropy": ("num_bi
                   "Percentile": ("num_bins", "percentile", "symmetric")}
 
 
+def equal_batches(batches: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The same samples in batches of one size: ONNX Runtime's histogram calibrators stack each tensor's
+    outputs across batches with numpy, which fails on a short last batch ("inhomogeneous shape").
+    The size is the largest divisor of the sample count not above the first batch's size."""
+    x = torch.cat(batches)
+    size = max(d for d in range(1, len(batches[0]) + 1) if len(x) % d == 0)
+    return list(x.split(size))
+
+
 def ort_quantize(source: Path, target: Path, batches: list[torch.Tensor], method: str, options: dict,
                  reduce_range: bool) -> tuple[dict[str, list[float]], dict]:
     """`source` (FP32 ONNX) -> QDQ INT8 `target` with ranges from ONNX Runtime's own calibrator
@@ -142,7 +151,7 @@ def ort_quantize(source: Path, target: Path, batches: list[torch.Tensor], method
         calibrator = create_calibrator(prepared, op_types, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=calibrate_method, extra_options=options)
         with _quiet_calibrator():
-            calibrator.collect_data(_calibration_reader(batches))
+            calibrator.collect_data(_calibration_reader(equal_batches(batches)))
             ranges = calibrator.compute_data()
         held = {key: getattr(calibrator, key) for key in _HELD_SETTINGS[method] if hasattr(calibrator, key)}
         del calibrator
