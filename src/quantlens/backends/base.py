@@ -56,6 +56,17 @@ class ForwardSplitError(BackendError):
     """A runner cannot hand out its forward as feature extractor + classifier head (the message says why)."""
 
 
+def check_integer_kernel_spec(spec, where: str, form: str, quantize_op: str) -> None:
+    """BackendError unless a tensor's spec (nn.spec.TensorSpec) has a form integer kernels run: no
+    per-block scales, round-to-nearest-even. `form`: what the runtime lacks ("ONNX Runtime CPU QDQ
+    form"); `quantize_op`: what rounds there ("QuantizeLinear")."""
+    if spec.mode == "block":
+        raise BackendError(f"{where}: per-block scales ({spec.describe()}) have no {form}")
+    if spec.rounding != "nearest_even":
+        raise BackendError(f"{where}: {spec.rounding} rounding is simulation only ({quantize_op} rounds to "
+                           "nearest even)")
+
+
 def install_hint(package: str) -> str:
     extra = PACKAGE_EXTRAS.get(package)
     return f"pip install 'quantlens[{extra}]'" if extra else f"pip install {package}"

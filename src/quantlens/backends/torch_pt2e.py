@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from quantlens.backends.base import BackendError, MissingPackageError
+from quantlens.backends.base import BackendError, MissingPackageError, check_integer_kernel_spec
 from quantlens.errors import describe
 from quantlens.formats import IntFormat
 from quantlens.nn.wrapper import QuantWrapper
@@ -123,11 +123,7 @@ def _simulation_only(where: str, what: str) -> BackendError:
 
 
 def _check_spec(spec, where: str) -> None:
-    if spec.mode == "block":
-        raise BackendError(f"{where}: per-block scales ({spec.describe()}) have no PyTorch x86 INT8 form")
-    if spec.rounding != "nearest_even":
-        raise BackendError(f"{where}: {spec.rounding} rounding is simulation only (PyTorch x86 quantize rounds "
-                           "to nearest even)")
+    check_integer_kernel_spec(spec, where, "PyTorch x86 INT8 form", "PyTorch x86 quantize")
 
 
 def activation_offset(fmt, where: str) -> int:

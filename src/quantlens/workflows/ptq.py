@@ -49,10 +49,6 @@ def _reader(calibration: Batches) -> Callable[[], Iterable[torch.Tensor]]:
     return lambda: iter(batches)
 
 
-def count_samples(read: Callable[[], Iterable[torch.Tensor]]) -> int:
-    return sum(len(x) for x in read())
-
-
 def check_calibration_set(n: int, batch_size: int, where: str = "calibration") -> None:
     """ConfigError when the calibration set is empty or smaller than one batch."""
     if n == 0:
@@ -88,9 +84,9 @@ def _run_passes(stage: str, model: nn.Module, recipe: QuantizationConfig, contex
 
 def _quantize(model: nn.Module, recipe: QuantizationConfig, read: Callable[[], Iterable[torch.Tensor]],
               batch_size: int | None) -> PtqOutcome:
-    first = next(iter(read()), None)
-    n = count_samples(read)
-    check_calibration_set(n, batch_size or (len(first) if first is not None else 1))
+    sizes = [len(x) for x in read()]  # one pass: the sample count and the first batch's size
+    n = sum(sizes)
+    check_calibration_set(n, batch_size or (sizes[0] if sizes else 1))
     generator = torch.Generator().manual_seed(recipe.calibration_seed)
     reports: list[dict[str, Any]] = []
     float_model = _run_passes("float", model, recipe, PassContext(calibration=read, generator=generator), reports)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from quantlens.backends.base import BackendError
+from quantlens.backends.base import BackendError, check_integer_kernel_spec
 from quantlens.backends.qdq import ops
 from quantlens.formats import IntFormat
 from quantlens.nn.quantizer import ActivationQuantizer, ParamQuantizer
@@ -59,11 +59,7 @@ def weight_codec(fmt, where: str) -> Codec:
 
 
 def _check_spec(spec, where: str) -> None:
-    if spec.mode == "block":
-        raise BackendError(f"{where}: per-block scales ({spec.describe()}) have no ONNX Runtime CPU QDQ form")
-    if spec.rounding != "nearest_even":
-        raise BackendError(f"{where}: {spec.rounding} rounding is simulation only (QuantizeLinear rounds to "
-                           "nearest even)")
+    check_integer_kernel_spec(spec, where, "ONNX Runtime CPU QDQ form", "QuantizeLinear")
 
 
 class QDQ(nn.Module):
