@@ -14,10 +14,10 @@ Artefacts (one zoo ResNet-18, 1000 classes, seeded random weights: speed does no
   openvino-int8            NNCF's `nncf.quantize` (performance preset) on OpenVINO
   ort-fp32, openvino-fp32  references
 quantlens's file: BN folded (`fold_bn`), then `quantize_model` with every Conv2d/Linear at int8
-per-channel weights and int8_asym per-tensor inputs, every residual `Add` with both inputs
-int8_asym per tensor, calibrated on the same images as the peers (max observer). The peers use
-quantlens's backends (quantlens.backends.onnxruntime / openvino), which build exactly those tools'
-own INT8. Calibration: real CIFAR-10 test JPEGs resized to 224 when ../shared/data is there.
+per-channel weights and int8_asym per-tensor inputs, and the inputs of every residual `Add`, the
+max-pool and the global average pool int8_asym per tensor, calibrated on the same images as the
+peers (max observer). The peers use quantlens's backends (quantlens.backends.onnxruntime /
+openvino), which build exactly those tools' own INT8. Calibration: real CIFAR-10 test JPEGs resized to 224 when ../shared/data is there.
 
 Timing: quantlens's interleaved harness (`run_interleaved`): each artefact is warmed up (2 calls,
 which also compile OpenVINO for the shape), then every round runs each artefact once in a fresh
@@ -70,13 +70,15 @@ REFERENCES = ("ort-fp32", "openvino-fp32")
 
 
 def int8_plans(model: nn.Module) -> dict[str, LayerPlan]:
-    """Conv2d/Linear: int8 per-channel weights, int8_asym per-tensor input; Add: both inputs int8_asym."""
+    """Conv2d/Linear: int8 per-channel weights, int8_asym per-tensor input; Add, MaxPool2d and the global
+    average pool: inputs int8_asym per tensor (left in float, the max-pool runs in f32 on OpenVINO and the
+    last residual Add, with nothing quantized after it, in float on ONNX Runtime; NNCF quantizes both)."""
     plans = {}
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             plans[name] = LayerPlan(weights=TensorSpec("int8", mode="channel"),
                                     inputs=TensorSpec("int8_asym", mode="tensor"))
-        elif isinstance(module, Add):
+        elif isinstance(module, (Add, nn.MaxPool2d, nn.AdaptiveAvgPool2d)):
             plans[name] = LayerPlan(inputs=TensorSpec("int8_asym", mode="tensor"))
     return plans
 

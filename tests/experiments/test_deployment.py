@@ -48,6 +48,17 @@ def test_each_runtime_is_evaluated_on_every_evaluation_sample_and_paired(deploye
     assert agreement["samples"] >= 64 and agreement["ort_fusion"]["integer_layers"]
 
 
+def test_fp32_runs_on_the_same_runtimes_as_the_latency_reference(deployed):
+    baseline = deployed.simulation.fp32_deployed
+    fp32 = Predictions.load(deployed.run_dir / "predictions.npz")
+    assert [d["runtime"] for d in baseline] == ["onnxruntime", "openvino"]
+    for d in baseline:
+        assert d["top1"] == pytest.approx(fp32.correct.mean(), abs=0.01)  # the float graph, exported
+        assert d["agreement_with_pytorch"] >= 0.99 and d["latency_ms"] > 0 and d["latency_batch"] > 0
+        assert d["size_bytes"] > 0 and len(d["sha256"]) == 64
+    assert (deployed.run_dir / "quantization" / "fp32-deployed" / "deployed.json").is_file()
+
+
 def test_a_format_no_runtime_executes_is_refused_before_any_work(tmp_path):
     spec = spec_from_dict({"data": {"source": "digits"}, "model": SMALL_MODEL, "output": {"root": str(tmp_path)},
                            "quantization": [{"format": "fp4_e2m1", "deploy": ["onnxruntime"]}]})

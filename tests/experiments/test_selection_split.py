@@ -57,3 +57,17 @@ def test_choice_is_the_best_selection_value_first_on_ties():
     rows = (_row("a", 0.80), _row("b", 0.82), _row("c", 0.82))
     record = choose(rows, "top1", 2000, 0.81)
     assert record["chosen"] == "b" and record["n"] == 2000 and record["fp32"] == 0.81
+
+
+def test_kl_is_chosen_lowest_and_agreement_highest():
+    rows = (_row("a", 0.004), _row("b", 0.002), _row("c", 0.003))
+    kl = choose(rows, "kl", 2000, 0.0)
+    assert kl["chosen"] == "b" and kl["rule"].startswith("lowest KL")
+    assert choose(rows, "agreement", 2000, 1.0)["chosen"] == "a"
+
+
+def test_fidelity_metrics_are_accepted_by_the_spec():
+    spec = spec_from_dict({"selection": {"calibration_per_class": 1, "selection_per_class": 1, "metric": "kl"}})
+    assert spec.selection.metric == "kl"
+    with pytest.raises(Exception, match="metric"):
+        spec_from_dict({"selection": {"calibration_per_class": 1, "metric": "fidelity"}})

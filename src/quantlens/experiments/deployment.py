@@ -14,6 +14,7 @@ after warm-up) and the file's size and sha256 complete the record.
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from quantlens import events
+from quantlens.backends.onnx_export import export_onnx
 from quantlens.backends.qdq import (
     OpenVinoQdqRunner,
     OrtQdqRunner,
@@ -70,10 +72,15 @@ class DeployedRow:
         return dict(self.__dict__)
 
 
-def _runner(runtime: str, path, threads: int):
-    if runtime == "onnxruntime":
-        return OrtQdqRunner(path, threads=threads, precise=None)  # exact kernels where the CPU lacks VNNI
+def _runner(runtime: str, path, threads: int, exact: bool = True):
+    if runtime == "onnxruntime":  # exact: u8 x u8 integer kernels where the CPU lacks VNNI
+        return OrtQdqRunner(path, threads=threads, precise=None if exact else False)
     return OpenVinoQdqRunner(path, threads=threads)
+
+
+def file_size_and_sha256(path) -> tuple[int, str]:
+    data = path.read_bytes()  # the FP32 export holds its weights inline (external_data=False)
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def _latency(run, example: torch.Tensor) -> tuple[float, float]:
@@ -87,6 +94,31 @@ def _latency(run, example: torch.Tensor) -> tuple[float, float]:
         times.append((time.perf_counter() - start) * 1e3)
     q1, _, q3 = statistics.quantiles(times, n=4)
     return statistics.median(times), q3 - q1
+
+
+def deploy_fp32(model: nn.Module, runtimes: tuple[str, ...], spec: ExperimentSpec, data: PreparedData,
+                eval_idx: np.ndarray, fp32: Predictions, record: RunRecord, threads: int = 1) -> list[dict]:
+    """The FP32 baseline on the same runtimes (`quantization/fp32-deployed/`): the float model's ONNX file
+    evaluated on the evaluation split (its top-1 and agreement with PyTorch's FP32, a check of the export),
+    latency at the deployed recipes' batch and size on disk, so that each deployed row has its reference."""
+    model = model.eval().cpu()
+    example = next(x for x, _, _ in data.batches(eval_idx[:LATENCY_BATCH], LATENCY_BATCH))
+    export = export_onnx(model, example, record.path("quantization/fp32-deployed"), backend="FP32 deployment")
+    size, digest = file_size_and_sha256(export.path)
+    rows = []
+    for runtime in runtimes:
+        runner = _runner(runtime, export.path, threads, exact=False)  # float graph: no integer kernels to pick
+        predictions = predict_with(runner.run, data, eval_idx, spec.eval.batch_size,
+                                   description=f"FP32 on {runtime}")
+        median, iqr = _latency(runner.run, example)
+        rows.append({"runtime": runtime, "top1": float(predictions.correct.mean()),
+                     "agreement_with_pytorch": float(np.mean(predictions.predicted == fp32.predicted)),
+                     "latency_ms": median, "latency_iqr_ms": iqr, "latency_batch": len(example),
+                     "size_bytes": size, "sha256": digest})
+        events.note(f"FP32 on {runtime}: top1 {rows[-1]['top1']:.4f}, latency {median:.1f} ms at batch "
+                    f"{len(example)}")
+    record.write_json("quantization/fp32-deployed/deployed.json", rows)
+    return rows
 
 
 def deploy_recipe(qmodel: nn.Module, runtimes: tuple[str, ...], folder: str, spec: ExperimentSpec,

@@ -24,6 +24,7 @@ from quantlens.experiments.record import RunRecord
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.metrics.classification import Predictions, classification_metrics
 from quantlens.metrics.compression import compression_stats
+from quantlens.metrics.fidelity import FIDELITY_METRICS, fidelity
 from quantlens.metrics.layerwise import layerwise_errors, layerwise_record, layerwise_table
 from quantlens.metrics.mx_clipping import mx_clipping
 from quantlens.metrics.paired import paired_comparison
@@ -163,8 +164,10 @@ def _selection_score(qmodel: nn.Module, data: PreparedData, spec: ExperimentSpec
                                      ece_bins=spec.eval.ece_bins)
     paired = paired_comparison(selection.reference, predictions, confidence=spec.analysis.confidence,
                                positive_class=spec.eval.positive_class)
-    return {"n": len(selection.indices), "metric": selection.metric, "value": metrics.get(selection.metric),
-            "top1": metrics["top1"], "paired_vs_fp32": paired}
+    close = fidelity(selection.reference, predictions)
+    value = close[selection.metric] if selection.metric in FIDELITY_METRICS else metrics.get(selection.metric)
+    return {"n": len(selection.indices), "metric": selection.metric, "value": value,
+            "top1": metrics["top1"], "fidelity": close, "paired_vs_fp32": paired}
 
 
 def _deployment_faithful(qmodel: nn.Module, data: PreparedData, calib_idx: np.ndarray, folder: str,

@@ -140,8 +140,11 @@ class SelectionConfig(Block):
     calibration_per_class: int = Field(0, ge=0, description="calibration samples per class (0: the three-way "
                                                             "split is off)")
     selection_per_class: int = Field(0, ge=0, description="selection samples per class, after the calibration ones")
-    metric: Literal["top1", "auroc", "macro_f1"] = Field("top1", description="what the choice maximises on the "
-                                                                             "selection split")
+    metric: Literal["top1", "auroc", "macro_f1", "agreement", "kl"] = Field(
+        "top1", description="what the choice optimises on the selection split: top1, auroc or macro_f1 (highest "
+                            "wins), agreement (top-1 agreement with FP32, highest wins) or kl (mean KL divergence "
+                            "from FP32's outputs, lowest wins); the fidelity metrics are paired with FP32 and far "
+                            "less noisy when the recipes differ by less than the split resolves")
     deploy: tuple[Literal["onnxruntime", "openvino"], ...] = Field(
         (), description="deploy the chosen recipe with its own scales on these runtimes (ONNX QDQ), evaluated on "
                         "the confirmation split")

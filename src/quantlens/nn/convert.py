@@ -86,8 +86,8 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], total: int | No
     try:
         for q in quantizers:
             q.start_calibration()
-        with events.task("calibrating", total=total, unit="images") as progress:
-            for x in batches:
+        with events.task("calibrating", total=total, unit="images") as progress, torch.no_grad():
+            for x in batches:  # observing needs no gradients (and skips building an autograd graph)
                 model(x.to(device))
                 seen += len(x)
                 progress.advance(len(x))

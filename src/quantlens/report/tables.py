@@ -137,13 +137,13 @@ def simulation_tables(outcome: RunOutcome, title: str) -> list[Table]:
                         *clipped)
     tables = [values, paired, storage]
     if any(row.deployed for row in rows):
-        tables.append(deployed_table(rows, binary))
+        tables.append(deployed_table(rows, binary, outcome.simulation.fp32_deployed))
     if outcome.simulation.selection is not None:
         tables.append(selection_table(outcome.simulation))
     return tables
 
 
-def deployed_table(rows: tuple[FormatRow, ...], binary: bool) -> Table:
+def deployed_table(rows: tuple[FormatRow, ...], binary: bool, fp32_deployed: list | None = None) -> Table:
     """Recipes deployed with quantlens's own scales: the runtime's figures on the same samples, paired
     with FP32 and with the simulation that predicted them."""
     metrics = [("top1", "Δtop-1"), *((("sensitivity", "Δsens"), ("specificity", "Δspec"), ("auroc", "ΔAUROC"))
@@ -156,15 +156,21 @@ def deployed_table(rows: tuple[FormatRow, ...], binary: bool) -> Table:
                                "agree: share of samples with the fake-quant simulation's class, and with the "
                                "deployment-faithful simulation's (ONNX Runtime's integer arithmetic); latency: "
                                "median ± half the IQR of timed runs at the batch shown")
+    for d in fp32_deployed or ():  # the float model's ONNX file on the same runtime: the latency reference
+        table.add_row("fp32", d["runtime"], _fmt(d["top1"]), *("-" for _ in metrics), "-", "-", "-",
+                      _latency_cell(d), f"{d['size_bytes'] / 1024:.1f}")
     for row in rows:
         for d in row.deployed or ():
             vs_sim = {"delta": d["vs_simulated_delta"], "ci": d["vs_simulated_ci"], "p_value": d["vs_simulated_p"]}
             table.add_row(row.label, d["runtime"], _fmt(d["top1"]),
                           *(_delta_cell(d["deltas"].get(k)) for k, _ in metrics), _delta_cell(vs_sim),
                           _fmt(d["agreement_with_simulated"]), _fmt(d.get("agreement_with_faithful")),
-                          f"{d['latency_ms']:.1f}\n±{d['latency_iqr_ms'] / 2:.1f}\nbatch {d['latency_batch']}",
-                          f"{d['size_bytes'] / 1024:.1f}")
+                          _latency_cell(d), f"{d['size_bytes'] / 1024:.1f}")
     return table
+
+
+def _latency_cell(d: dict) -> str:
+    return f"{d['latency_ms']:.1f}\n±{d['latency_iqr_ms'] / 2:.1f}\nbatch {d['latency_batch']}"
 
 
 def selection_table(summary: SimulationSummary) -> Table:
@@ -172,11 +178,12 @@ def selection_table(summary: SimulationSummary) -> Table:
     in the tables above, come from the evaluation split, which the choice never saw)."""
     sel = summary.selection
     table = _sim_table(f"choice of recipe on the selection split ({sel['n']} samples, disjoint from the above)",
-                       [f"{sel['metric']}\n(frac)", "chosen"],
+                       [f"{sel['metric']}\n({'nats' if sel['metric'] == 'kl' else 'frac'})", "chosen"],
                        caption=f"rule: {sel['rule']}")
-    table.add_row("fp32", _fmt(sel["fp32"]), "")
+    digits = 5 if sel["metric"] == "kl" else 4  # KL of close models is a few thousandths of a nat
+    table.add_row("fp32", _fmt(sel["fp32"], digits), "")
     for row in summary.formats:
-        table.add_row(row.label, _fmt(row.selection_value), "<- chosen" if row.label == sel["chosen"] else "")
+        table.add_row(row.label, _fmt(row.selection_value, digits), "<- chosen" if row.label == sel["chosen"] else "")
     return table
 
 

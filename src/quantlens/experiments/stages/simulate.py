@@ -6,10 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
-from quantlens.experiments.simulation import SUMMARY_KEYS, SelectionSamples, deploy_chosen, run_simulations
+from quantlens.experiments.simulation import (
+    SUMMARY_KEYS,
+    SelectionSamples,
+    deploy_chosen,
+    run_simulations,
+)
 from quantlens.experiments.stages.base import STAGES, RunContext, Stage
 from quantlens.metrics.classification import classification_metrics
 from quantlens.metrics.compression import compression_stats
+from quantlens.metrics.fidelity import FIDELITY_METRICS, LOWER_IS_BETTER, fidelity
 from quantlens.train import predict
 
 
@@ -72,13 +78,16 @@ class SimulationSummary:
     fp32: dict  # top1, top5, mean_confidence, ece, auroc, macro_f1, model_bytes
     formats: tuple[FormatRow, ...]
     selection: dict | None = None  # metric, n, fp32 (its value there), chosen (a label), rule
+    fp32_deployed: list | None = None  # per runtime a recipe was deployed on: FP32's top1, latency, size
 
     def to_dict(self) -> dict:
-        return {"fp32": self.fp32, "formats": [row.to_dict() for row in self.formats], "selection": self.selection}
+        return {"fp32": self.fp32, "formats": [row.to_dict() for row in self.formats], "selection": self.selection,
+                "fp32_deployed": self.fp32_deployed}
 
     @classmethod
     def from_dict(cls, data: dict) -> SimulationSummary:
-        return cls(data["fp32"], tuple(FormatRow.from_dict(row) for row in data["formats"]), data.get("selection"))
+        return cls(data["fp32"], tuple(FormatRow.from_dict(row) for row in data["formats"]), data.get("selection"),
+                   data.get("fp32_deployed"))
 
     @property
     def chosen(self) -> FormatRow | None:
@@ -89,11 +98,16 @@ class SimulationSummary:
 
 
 def choose(rows: tuple[FormatRow, ...], metric: str, n: int, fp32_value: float | None) -> dict:
-    """The selection record: the entry with the highest `metric` on the selection split (the first on ties)."""
+    """The selection record: the entry with the best `metric` on the selection split (the first on ties);
+    best is the lowest for `kl`, else the highest."""
     scored = [row for row in rows if row.selection_value is not None]
-    best = max(scored, key=lambda row: row.selection_value)  # max keeps the first of equal values
+    lowest = metric in LOWER_IS_BETTER
+    sign = -1.0 if lowest else 1.0
+    best = max(scored, key=lambda row: sign * row.selection_value)  # max keeps the first of equal values
+    what = {"agreement": "top-1 agreement with FP32", "kl": "KL divergence from FP32's outputs"}.get(metric, metric)
     return {"metric": metric, "n": n, "fp32": fp32_value, "chosen": best.label,
-            "rule": f"highest {metric} on the selection split; its reported figures are the evaluation split's"}
+            "rule": f"{'lowest' if lowest else 'highest'} {what} on the selection split; its reported figures "
+                    f"are the evaluation split's"}
 
 
 
@@ -107,7 +121,9 @@ def _selection_samples(ctx: RunContext) -> tuple[SelectionSamples | None, float 
                         description="FP32 on the selection split")
     metrics = classification_metrics(reference, ctx.source.class_names, positive_class=spec.eval.positive_class,
                                      ece_bins=spec.eval.ece_bins)
-    return SelectionSamples(ctx.selection_idx, reference, spec.selection.metric), metrics.get(spec.selection.metric)
+    fp32_value = fidelity(reference, reference)[spec.selection.metric] if spec.selection.metric in FIDELITY_METRICS \
+        else metrics.get(spec.selection.metric)  # FP32 against itself: agreement 1, kl 0
+    return SelectionSamples(ctx.selection_idx, reference, spec.selection.metric), fp32_value
 
 
 def simulate(ctx: RunContext) -> SimulationSummary:
@@ -125,7 +141,12 @@ def simulate(ctx: RunContext) -> SimulationSummary:
             deployed = deploy_chosen(ctx.spec, ctx.setup.model, ctx.data, ctx.eval_idx, ctx.calib_idx,
                                      ctx.shared["fp32_predictions"], ctx.record, index, rows[index].folder)
             rows = (*rows[:index], replace(rows[index], deployed=deployed), *rows[index + 1:])
-    return SimulationSummary(fp32, rows, chosen)
+    runtimes = tuple(dict.fromkeys(d["runtime"] for row in rows for d in row.deployed or ()))
+    if runtimes:
+        from quantlens.experiments.deployment import deploy_fp32  # noqa: PLC0415  (ONNX only when deploying)
+    fp32_deployed = deploy_fp32(ctx.setup.model, runtimes, ctx.spec, ctx.data, ctx.eval_idx,
+                                ctx.shared["fp32_predictions"], ctx.record) if runtimes else None
+    return SimulationSummary(fp32, rows, chosen, fp32_deployed)
 
 
 # after evaluation: each format is paired with FP32's predictions on the same samples
