@@ -155,3 +155,47 @@ def test_deployment_simulation_predicts_onnx_runtime(tmp_path):
     # the simulation the entry reports is the deployment-faithful one: it predicts the runtime exactly
     assert deployed["agreement_with_simulated"] == deployed["agreement_with_faithful"] == 1.0
     assert deployed["vs_simulated_delta"] == 0.0
+
+
+VIT = {"name": "vit_tiny", "options": {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 4}}
+DYNAMIC = {"version": 2, "format": "int8", "weights": {"mode": "channel"}, "input_ops": "matmul",
+           "overrides": [{"type": "Conv2d", "skip": True}, {"type": "MatMul", "skip": True}]}
+ORT_DYNAMIC = {**DYNAMIC, "name": "dynamic ort", "inputs": {"format": "uint8", "observer": "dynamic"},
+               "simulation": "deployment", "deploy": ["onnxruntime"]}
+TORCH_DYNAMIC = {**DYNAMIC, "name": "dynamic torch", "deploy": ["pytorch"],
+                 "inputs": {"format": "int8_asym", "mode": "block", "block_size": 128, "observer": "dynamic"}}
+
+
+@pytest.fixture(scope="module")
+def dynamic_run(tmp_path_factory):
+    pytest.importorskip("torchao")
+    spec = spec_from_dict({
+        "name": "dynamic", "data": {"source": "digits", "image_size": 8}, "model": VIT,
+        "output": {"root": str(tmp_path_factory.mktemp("runs"))},
+        "train": {"enabled": True, "epochs": 2, "optimizer": "adamw", "lr": 0.001},
+        "analysis": {"layerwise_samples": 0, "compliance_samples": 64},
+        "quantization": [ORT_DYNAMIC, TORCH_DYNAMIC]})
+    return run_experiment(spec)
+
+
+def test_dynamic_int8_recipes_deploy_on_onnxruntime_and_pytorch(dynamic_run):
+    ort_row, torch_row = dynamic_run.simulation.formats
+    (ort,), (pt,) = ort_row.deployed, torch_row.deployed
+    assert (ort["runtime"], ort["artefact"]) == ("onnxruntime", "ONNX dynamic INT8")
+    assert (pt["runtime"], pt["artefact"], pt["size_bytes"]) == ("pytorch", "torchao dynamic INT8", None)
+    for d in (ort, pt):  # the simulation of each runtime's arithmetic predicts it
+        assert d["agreement_with_faithful"] >= 0.99 and d["agreement_with_simulated"] >= 0.97
+    model_file = dynamic_run.run_dir / "quantization" / ort_row.folder / "model.dynamic-int8.onnx"
+    assert ort["size_bytes"] == model_file.stat().st_size
+    baseline = {d["runtime"] for d in dynamic_run.simulation.fp32_deployed}
+    assert baseline == {"onnxruntime", "pytorch"}
+
+
+def test_a_dynamic_recipe_is_refused_on_openvino_before_any_work(tmp_path):
+    spec = spec_from_dict({"data": {"source": "digits", "image_size": 8}, "model": VIT,
+                           "output": {"root": str(tmp_path)},
+                           "quantization": [{**ORT_DYNAMIC, "deploy": ["openvino"]}]})
+    with pytest.raises(Exception, match=r"quantization\.0\.deploy .*dynamic activation ranges deploy on onnxruntime "
+                                        r"and pytorch, not openvino"):
+        run_experiment(spec)
+    assert not any(tmp_path.iterdir())

@@ -126,12 +126,12 @@ def plan_simulations(spec: ExperimentSpec, model: nn.Module) -> SimulationPlan:
             raise ConfigError(f"{field} ({cfg.label}): {why} of {spec.model.name}; a result for it would describe "
                               f"a model that is not what its label says")
         if cfg.deploy or spec.selection.deploy or cfg.simulation == "deployment":  # selection: any may be chosen
-            from quantlens.backends.qdq import check_deployable  # noqa: PLC0415  (ONNX only when deploying)
+            from quantlens.experiments.deploy_targets import check_runtimes  # noqa: PLC0415  (ONNX when deploying)
 
             field = (f"quantization.{i}.deploy" if cfg.deploy else f"quantization.{i}.simulation"
                      if cfg.simulation == "deployment" else f"selection.deploy (quantization.{i})")
             try:
-                check_deployable(plan.layers)
+                check_runtimes(modular.model, plan.layers, cfg.deploy or spec.selection.deploy or ("onnxruntime",))
             except QuantlensError as exc:
                 raise ConfigError(f"{field} ({cfg.label}): {exc}") from None
         plans.append(plan)
@@ -175,7 +175,12 @@ def _deployment_faithful(qmodel: nn.Module, data: PreparedData, calib_idx: np.nd
     """`simulation: deployment`: the model as ONNX Runtime runs its QDQ export (dividing QuantizeLinear,
     exact int32 accumulators, requantization of what it fuses; `backends.qdq.faithful`)."""
     from quantlens.backends.qdq import export_qdq, faithful_model  # noqa: PLC0415  (ONNX only when asked)
+    from quantlens.experiments.deploy_targets import is_dynamic  # noqa: PLC0415
 
+    if is_dynamic(qmodel):  # dynamic ranges: ONNX Runtime's DynamicQuantizeMatMul arithmetic
+        from quantlens.backends.dynamic_int8 import faithful_model as dynamic_faithful  # noqa: PLC0415
+
+        return dynamic_faithful(qmodel, "onnxruntime")
     example = next(x for x, _, _ in data.batches(calib_idx[:2], 2))
     export = export_qdq(qmodel.eval(), example.to(module_device(qmodel)),
                         record.path(f"quantization/{folder}/model.qdq.onnx"))

@@ -26,6 +26,7 @@ from quantlens.recipes import Block, QuantizationConfig, TrainConfig
 from quantlens.recipes.base import block_class
 from quantlens.recipes.benchmark import BenchmarkConfig
 from quantlens.recipes.migration import migrate_quantization_entry
+from quantlens.recipes.quantization import DeployRuntime
 
 # Unchanged by quantization entries' version 2: they carry their own version, and a version-1 file
 # (entries included) still reads.
@@ -96,11 +97,23 @@ class DataConfig(Block):
 
 
 class ModelConfig(Block):
-    name: str = Field("compact_cnn", description="zoo name, 'python:<module>:<callable>', 'timm:<name>' or "
-                                                 "'torchvision:<name>'")
+    name: str = Field("compact_cnn", description="zoo name, 'python:<module>:<callable>', 'onnx:<file>' (or a path "
+                                                 "ending in .onnx), 'timm:<name>' or 'torchvision:<name>'")
     weights: OptionalPath = Field(None, description="checkpoint (state_dict, {'state_dict':...}, Lightning .ckpt, "
                                                   "safetensors); loaded with weights_only=True")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments of the model factory")
+    output: Literal["auto", "logits", "probabilities", "log_probabilities"] = Field(
+        "auto", description="what the model returns; auto: an ONNX file's metadata, else detected on real samples "
+                            "(probabilities: every row in [0, 1] summing to 1); probabilities get no second softmax")
+    mean: tuple[float, ...] | None = Field(None, description="per-channel mean the model subtracts, in units of "
+                                                             "pixel_scale; default: an ONNX file's metadata, else "
+                                                             "data.mean")
+    std: tuple[float, ...] | None = Field(None, description="per-channel std the model divides by, in units of "
+                                                            "pixel_scale")
+    pixel_scale: float | None = Field(None, gt=0, description="the value of a white pixel the model expects (1: [0, 1] "
+                                                              "pixels, 255: raw 0..255); alone, mean 0 and std 1")
+    input_layout: Literal["auto", "nchw", "nhwc"] = Field(
+        "auto", description="an ONNX file's input layout; auto: its metadata, else its input shape, else NCHW")
 
     @field_validator("name")
     @classmethod
@@ -110,6 +123,19 @@ class ModelConfig(Block):
         except QuantlensError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("mean", "std", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return tuple(v for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _stats_pair(self) -> ModelConfig:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("model.mean and model.std must be given together")
+        if self.std is not None and (len(self.std) != len(self.mean) or min(self.std) <= 0):
+            raise ValueError("model.std must be positive and as long as model.mean")
+        return self
 
 
 
@@ -145,9 +171,9 @@ class SelectionConfig(Block):
                             "wins), agreement (top-1 agreement with FP32, highest wins) or kl (mean KL divergence "
                             "from FP32's outputs, lowest wins); the fidelity metrics are paired with FP32 and far "
                             "less noisy when the recipes differ by less than the split resolves")
-    deploy: tuple[Literal["onnxruntime", "openvino"], ...] = Field(
-        (), description="deploy the chosen recipe with its own scales on these runtimes (ONNX QDQ), evaluated on "
-                        "the confirmation split")
+    deploy: tuple[DeployRuntime, ...] = Field(
+        (), description="deploy the chosen recipe with its own scales on these runtimes (as a quantization "
+                        "entry's `deploy:`), evaluated on the confirmation split")
 
     @property
     def enabled(self) -> bool:

@@ -50,6 +50,9 @@ def _located(exc: ValidationError, *loc: str | int) -> ValidationError:
          "ctx": {"error": ValueError(str(e["msg"]).removeprefix("Value error, "))}} for e in exc.errors()])
 
 
+# where `deploy:` runs a recipe (experiments.deploy_targets)
+DeployRuntime = Literal["onnxruntime", "openvino", "pytorch"]
+
 class Override(Block):
     """Recipe changes for the layers whose name matches `match` (a glob) and/or whose type is `type`."""
 
@@ -139,8 +142,10 @@ class QuantizationConfig(Block):
         "fake_quant", description="'deployment': the model evaluated is what ONNX Runtime computes from its QDQ "
                                   "export: QuantizeLinear divides by the scale and rounds half to even, fused layers "
                                   "accumulate exactly in int32 and requantize; the fake-quant layers also divide")
-    deploy: tuple[Literal["onnxruntime", "openvino"], ...] = Field(
-        (), description="export this recipe as ONNX QDQ with its own scales and evaluate it on these runtimes")
+    deploy: tuple[DeployRuntime, ...] = Field(
+        (), description="deploy this recipe with its own scales and evaluate it on these runtimes: static ranges as "
+                        "ONNX QDQ (onnxruntime, openvino) or PyTorch x86 INT8 (pytorch); dynamic ranges "
+                        "(observer: dynamic) as dynamic INT8 Linears (onnxruntime, pytorch)")
     overflow: Literal["saturate", "inf_nan"] = Field(
         "saturate", description="values beyond the largest finite value clamp to it, or become Inf/NaN where the "
                                 "format has them (integers and formats without Inf/NaN always saturate)")

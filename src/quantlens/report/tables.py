@@ -148,25 +148,30 @@ def deployed_table(rows: tuple[FormatRow, ...], binary: bool, fp32_deployed: lis
     with FP32 and with the simulation that predicted them."""
     metrics = [("top1", "Δtop-1"), *((("sensitivity", "Δsens"), ("specificity", "Δspec"), ("auroc", "ΔAUROC"))
                                      if binary else ())]
-    table = _sim_table("deployed with quantlens's scales (ONNX QDQ; same samples)",
+    table = _sim_table("deployed with quantlens's scales (same samples)",
                        ["runtime", "top-1\n(frac)", *(f"{h} vs\nFP32 (pts)" for _, h in metrics),
                         "Δtop-1 vs\nsim (pts)", "agree\nw/ sim", "agree w/\nfaithful", "latency\n(ms)",
                         "size\n(KB)"],
                        caption="vs sim: deployed - simulated on the same samples (Newcombe interval, McNemar p); "
                                "agree: share of samples with the fake-quant simulation's class, and with the "
-                               "deployment-faithful simulation's (ONNX Runtime's integer arithmetic); latency: "
-                               "median ± half the IQR of timed runs at the batch shown")
+                               "simulation of the runtime's own arithmetic (- where none is modelled); fp32: the "
+                               "float model on the same runtime; latency: median ± half the IQR of timed runs at "
+                               "the batch shown; size: the file on disk (- in memory)")
     for d in fp32_deployed or ():  # the float model's ONNX file on the same runtime: the latency reference
         table.add_row("fp32", d["runtime"], _fmt(d["top1"]), *("-" for _ in metrics), "-", "-", "-",
-                      _latency_cell(d), f"{d['size_bytes'] / 1024:.1f}")
+                      _latency_cell(d), _size_cell(d))
     for row in rows:
         for d in row.deployed or ():
             vs_sim = {"delta": d["vs_simulated_delta"], "ci": d["vs_simulated_ci"], "p_value": d["vs_simulated_p"]}
-            table.add_row(row.label, d["runtime"], _fmt(d["top1"]),
+            table.add_row(row.label, f"{d['runtime']}\n{d.get('artefact', 'ONNX QDQ')}", _fmt(d["top1"]),
                           *(_delta_cell(d["deltas"].get(k)) for k, _ in metrics), _delta_cell(vs_sim),
                           _fmt(d["agreement_with_simulated"]), _fmt(d.get("agreement_with_faithful")),
-                          _latency_cell(d), f"{d['size_bytes'] / 1024:.1f}")
+                          _latency_cell(d), _size_cell(d))
     return table
+
+
+def _size_cell(d: dict) -> str:
+    return "-" if d.get("size_bytes") is None else f"{d['size_bytes'] / 1024:.1f}"  # None: in memory, no file
 
 
 def _latency_cell(d: dict) -> str:
