@@ -24,7 +24,8 @@ def deployed(tmp_path_factory):
     spec = spec_from_dict({
         "name": "deploy", "data": {"source": "digits"}, "model": SMALL_MODEL, "output": {"root": str(root)},
         "train": {"enabled": True, "epochs": 2}, "analysis": {"layerwise_samples": 0, "compliance_samples": 64},
-        "quantization": [{**INT8, "deploy": ["onnxruntime", "openvino"]}]})
+        "quantization": [{**INT8, "weights": {"format": "int7", "mode": "channel"},
+                          "deploy": ["onnxruntime", "openvino", "pytorch"]}]})
     return run_experiment(spec)
 
 
@@ -32,7 +33,7 @@ def test_each_runtime_is_evaluated_on_every_evaluation_sample_and_paired(deploye
     row = deployed.simulation.formats[0]
     folder = deployed.run_dir / "quantization" / row.folder
     fp32 = Predictions.load(deployed.run_dir / "predictions.npz")
-    assert [d["runtime"] for d in row.deployed] == ["onnxruntime", "openvino"]
+    assert [d["runtime"] for d in row.deployed] == ["onnxruntime", "openvino", "pytorch"]
     for d in row.deployed:
         predictions = Predictions.load(folder / f"deployed-{d['runtime']}.npz")
         assert (predictions.indices == fp32.indices).all()  # the same samples, in the same order
@@ -40,6 +41,11 @@ def test_each_runtime_is_evaluated_on_every_evaluation_sample_and_paired(deploye
         low, high = d["vs_simulated_ci"]
         assert low <= d["vs_simulated_delta"] <= high and d["agreement_with_simulated"] >= 0.95
         assert d["latency_ms"] > 0 and d["latency_batch"] > 0
+    ort, ov, pt = row.deployed  # each runtime against the simulation of its own arithmetic: bit for bit here
+    assert ort["agreement_with_faithful"] == 1.0 and ov["agreement_with_faithful"] == 1.0
+    assert ov["faithful_of"] == "OpenVINO's INT8 CPU kernels" and pt["agreement_with_faithful"] is None
+    pt2e = json.loads((folder / "pt2e.json").read_text())  # PyTorch x86: torchao pt2e, inductor's INT8 kernels
+    assert pt2e["int8_kernels"] and row.deployed[2]["size_bytes"] == (folder / "model.pt2e-int8.pt2").stat().st_size
     export = json.loads((folder / "export.json").read_text())
     model_file = folder / "model.qdq.onnx"
     assert export["size_bytes"] == model_file.stat().st_size and len(export["sha256"]) == 64
@@ -51,11 +57,11 @@ def test_each_runtime_is_evaluated_on_every_evaluation_sample_and_paired(deploye
 def test_fp32_runs_on_the_same_runtimes_as_the_latency_reference(deployed):
     baseline = deployed.simulation.fp32_deployed
     fp32 = Predictions.load(deployed.run_dir / "predictions.npz")
-    assert [d["runtime"] for d in baseline] == ["onnxruntime", "openvino"]
+    assert [d["runtime"] for d in baseline] == ["onnxruntime", "openvino", "pytorch"]
     for d in baseline:
         assert d["top1"] == pytest.approx(fp32.correct.mean(), abs=0.01)  # the float graph, exported
         assert d["agreement_with_pytorch"] >= 0.99 and d["latency_ms"] > 0 and d["latency_batch"] > 0
-        assert d["size_bytes"] > 0 and len(d["sha256"]) == 64
+        assert d["runtime"] == "pytorch" or (d["size_bytes"] > 0 and len(d["sha256"]) == 64)
     assert (deployed.run_dir / "quantization" / "fp32-deployed" / "deployed.json").is_file()
 
 

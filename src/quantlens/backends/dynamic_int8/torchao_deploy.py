@@ -27,7 +27,7 @@ from torch import nn
 
 from quantlens.backends.base import BackendError, MissingPackageError, torch_threads
 from quantlens.backends.dynamic_int8.layers import DynamicLinear, dynamic_linears
-from quantlens.backends.torch_pt2e import quiet_torchao
+from quantlens.backends.pt2e.api import quiet_torchao
 from quantlens.errors import describe
 from quantlens.nn.convert import dequantize_model
 
