@@ -17,7 +17,8 @@ quantlens's file: BN folded (`fold_bn`), then `quantize_model` with every Conv2d
 per-channel weights and int8_asym per-tensor inputs, and the inputs of every residual `Add`, the
 max-pool and the global average pool int8_asym per tensor, calibrated on the same images as the
 peers (max observer). The peers use quantlens's backends (quantlens.backends.onnxruntime /
-openvino), which build exactly those tools' own INT8. Calibration: real CIFAR-10 test JPEGs resized to 224 when ../shared/data is there.
+openvino), which build exactly those tools' own INT8. Calibration: real CIFAR-10 test JPEGs
+resized to 224 when ../shared/data is there.
 
 Timing: quantlens's interleaved harness (`run_interleaved`): each artefact is warmed up (2 calls,
 which also compile OpenVINO for the shape), then every round runs each artefact once in a fresh
