@@ -24,7 +24,7 @@ from quantlens.backends.qdq import (  # noqa: E402
     openvino_faithful_model,
     openvino_runtime,
 )
-from quantlens.backends.qdq.faithful_openvino import conv_accumulator, linear_accumulator  # noqa: E402
+from quantlens.backends.qdq.openvino_faithful import conv_accumulator, linear_accumulator  # noqa: E402
 from quantlens.models.zoo.resnet_cifar import CifarResNet  # noqa: E402
 from quantlens.nn.convert import calibrate, quantize_model  # noqa: E402
 from quantlens.nn.spec import LayerPlan, TensorSpec  # noqa: E402

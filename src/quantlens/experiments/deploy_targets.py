@@ -10,7 +10,7 @@ same weights (`backends.dynamic_int8`).
 
 Each artefact comes with the simulation of its runtime's own arithmetic where one is modelled
 (`faithful`): ONNX Runtime's QDQ kernels (`backends.qdq.faithful`), OpenVINO's INT8 CPU kernels
-(`backends.qdq.faithful_openvino`: oneDNN's saturating int16 pairs without VNNI, its fused
+(`backends.qdq.openvino_faithful`: oneDNN's saturating int16 pairs without VNNI, its fused
 requantization), ONNX Runtime's dynamic kernels and torchao's (`backends.dynamic_int8.faithful`).
 """
 

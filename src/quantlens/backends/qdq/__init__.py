@@ -22,13 +22,13 @@ from quantlens.backends.qdq.agreement import (
 from quantlens.backends.qdq.deploy import DeployLayer, activation_codec, check_deployable, deploy_model, weight_codec
 from quantlens.backends.qdq.export import QdqExport, export_qdq, read_layer_map, unsupported_operator
 from quantlens.backends.qdq.faithful import FaithfulModel, Requant, faithful_model
-from quantlens.backends.qdq.faithful_openvino import (
+from quantlens.backends.qdq.inspect import FusionReport, LayerFusion, openvino_fusion, ort_fusion
+from quantlens.backends.qdq.openvino_faithful import (
     OpenVinoFaithfulModel,
     OpenVinoRuntime,
     openvino_faithful_model,
     openvino_runtime,
 )
-from quantlens.backends.qdq.inspect import FusionReport, LayerFusion, openvino_fusion, ort_fusion
 from quantlens.backends.qdq.ops import dequantize_codes, quantize_divide
 from quantlens.backends.qdq.runners import OpenVinoQdqRunner, OrtQdqRunner, ort_session
 

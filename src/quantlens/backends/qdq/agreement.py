@@ -2,7 +2,7 @@
 
 The same batches go through the ordinary fake-quant model (`qmodel`) and, per runtime, the
 deployment-faithful simulation of that runtime: ONNX Runtime CPU against `faithful.py`, OpenVINO
-CPU (optional) against `faithful_openvino.py`. Logit differences are expressed in LSB of the final
+CPU (optional) against `openvino_faithful`. Logit differences are expressed in LSB of the final
 layer's accumulator, x_scale * w_scale[oc] of the last quantized linear/conv (the unit one int32
 step of its accumulator is worth), when the model ends in one; otherwise in absolute units.
 
@@ -35,8 +35,8 @@ from quantlens.backends.qdq import graph as g
 from quantlens.backends.qdq.deploy import activation_codec
 from quantlens.backends.qdq.export import read_layer_map
 from quantlens.backends.qdq.faithful import FaithfulModel, faithful_model
-from quantlens.backends.qdq.faithful_openvino import OpenVinoFaithfulModel, openvino_faithful_model, openvino_runtime
 from quantlens.backends.qdq.inspect import openvino_fusion, ort_fusion
+from quantlens.backends.qdq.openvino_faithful import OpenVinoFaithfulModel, openvino_faithful_model, openvino_runtime
 from quantlens.backends.qdq.runners import OpenVinoQdqRunner, OrtQdqRunner
 from quantlens.nn.convert import quant_wrappers, recording
 
@@ -320,7 +320,7 @@ def check_agreement(qmodel: nn.Module, path: str | Path, batches: Iterable[torch
 
     precise: ONNX Runtime's exact u8 x u8 kernels (None: exactly when the CPU lacks VNNI, where the
     default kernels saturate in int16 lanes). labels: optional (B,) class tensors, for accuracies.
-    openvino: also OpenVINO CPU, against its own deployment-faithful simulation (`faithful_openvino`)."""
+    openvino: also OpenVINO CPU, against its own deployment-faithful simulation (`openvino_faithful`)."""
     path = Path(path)
     qmodel = qmodel.eval()
     ort_runner = OrtQdqRunner(path, threads=threads, precise=precise)
