@@ -113,7 +113,22 @@ def run(config: Path | None = typer.Argument(None, help="experiment YAML; none r
 
 
 Split = Literal["auto", "train", "val", "test", "all"]
-MODEL_HELP = "zoo name, python:<module>:<callable>, timm:<name>, torchvision:<name>"
+MODEL_HELP = ("zoo name, python:<module>:<callable>, onnx:<file> (or a path ending in .onnx), timm:<name>, "
+              "torchvision:<name>")
+OutputKind = Literal["auto", "logits", "probabilities", "log_probabilities"]
+Layout = Literal["auto", "nchw", "nhwc"]
+OutputKindOption = typer.Option("auto", "--output-kind", help="what the model returns; auto: detected (probabilities: "
+                                                               "rows in [0, 1] summing to 1), never softmaxed twice")
+MeanOption = typer.Option(None, help="per-channel mean the model expects, comma-separated, in --pixel-scale units")
+StdOption = typer.Option(None, help="per-channel std, comma-separated (with --mean)")
+PixelScaleOption = typer.Option(None, help="a white pixel's value for the model: 1 ([0, 1]) or 255 (raw pixels)")
+LayoutOption = typer.Option("auto", "--input-layout", help="an ONNX file's input layout (auto: from the file)")
+
+
+def _model_block(name: str, weights: str | None, output: str, mean: str | None, std: str | None,
+                 pixel_scale: float | None, layout: str) -> dict:
+    return {"name": name, "weights": weights, "output": output, "input_layout": layout,
+            **_given(mean=mean, std=std, pixel_scale=pixel_scale)}
 
 
 @app.command("eval")
@@ -124,10 +139,12 @@ def evaluate(model: str = typer.Option(..., help=MODEL_HELP),
              image_size: int | None = typer.Option(None, help="square input side"),
              batch_size: int = typer.Option(256),
              name: str = typer.Option("eval", help="run name"),
+             output_kind: OutputKind = OutputKindOption, mean: str | None = MeanOption, std: str | None = StdOption,
+             pixel_scale: float | None = PixelScaleOption, input_layout: Layout = LayoutOption,
              device: str = DeviceOption, out_root: str | None = OutOption, check: bool = CheckOption) -> None:
     """Evaluate a model (usually with --weights) and write a run record."""
     _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
-                "model": {"name": model, "weights": weights},
+                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout),
                 "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "eval"), check)
 
 
@@ -212,8 +229,10 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
              exclude: str = typer.Option("", help="comma-separated layer-name globs left in float"),
              split: Split = typer.Option("auto", help="which samples to evaluate"),
              image_size: int | None = typer.Option(None), batch_size: int = typer.Option(256),
-             name: str = typer.Option("simulate", help="run name"), device: str = DeviceOption,
-             out_root: str | None = OutOption, check: bool = CheckOption) -> None:
+             name: str = typer.Option("simulate", help="run name"),
+             output_kind: OutputKind = OutputKindOption, mean: str | None = MeanOption, std: str | None = StdOption,
+             pixel_scale: float | None = PixelScaleOption, input_layout: Layout = LayoutOption,
+             device: str = DeviceOption, out_root: str | None = OutOption, check: bool = CheckOption) -> None:
     """Evaluate FP32 and simulated number formats side by side on the same samples.
 
     Options left out keep the recipe's defaults (a block format such as mxfp4 or nvfp4 brings its
@@ -234,7 +253,8 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
         entry["passes"] = _csv(passes)
     entries = [{**entry, "format": fmt} for fmt in _csv(format)]
     _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
-                "model": {"name": model, "weights": weights}, "quantization": entries,
+                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout),
+                "quantization": entries,
                 "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "simulate"),
          check)
 
@@ -313,6 +333,8 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
           profile: str = typer.Option("", help="operator profiles, e.g. ort-fp32:ort-int8,torch-fp32:torch-int8"),
           stages: bool = typer.Option(True, "--stages/--no-stages", help="time the pipeline stage by stage"),
           evaluate: bool = typer.Option(False, "--eval/--no-eval", help="also evaluate accuracy on --data"),
+          output_kind: OutputKind = OutputKindOption, mean: str | None = MeanOption, std: str | None = StdOption,
+          pixel_scale: float | None = PixelScaleOption, input_layout: Layout = LayoutOption,
           name: str = typer.Option("bench", help="run name"), out_root: str | None = OutOption,
           check: bool = CheckOption) -> None:
     """Latency and throughput of real backends, side by side, with confidence intervals."""
@@ -328,7 +350,7 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
              "threads": parse_threads(threads), "rounds": rounds, "stages": stages,
              "profile": parse_profile_pairs(profile) if profile else ()}
     _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
-                "model": {"name": model, "weights": weights},
+                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout),
                 "eval": {"enabled": evaluate and not data.startswith("synthetic")},
                 "benchmark": block, "output": {"root": out_root}}, "bench"), check)
 

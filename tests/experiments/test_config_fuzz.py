@@ -76,6 +76,8 @@ def _schema_value(path: str, rng: random.Random):
                if isinstance(a, (str, int, float)) and not isinstance(a, type)]
     if choices:
         return rng.choice(choices)
+    if field.is_required():  # no default to suggest (e.g. a pass entry's name)
+        return None
     default = field.get_default(call_default_factory=True)
     return default.model_dump(mode="json") if isinstance(default, BaseModel) else \
         list(default) if isinstance(default, tuple) else default

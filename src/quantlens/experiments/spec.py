@@ -127,7 +127,12 @@ class ModelConfig(Block):
     @field_validator("mean", "std", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        return tuple(v for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        try:
+            return tuple(float(v) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a comma-separated list of numbers") from None
 
     @model_validator(mode="after")
     def _stats_pair(self) -> ModelConfig:

@@ -2,10 +2,12 @@
 
 `python:` accepts a module path (`pkg.models:make_net`) or a file (`./net.py:Net`). The callable
 receives whichever of `num_classes`, `in_channels`, `image_size` its signature accepts.
+(ONNX files, `onnx:<file>`, are read by `quantlens.models.onnx`.)
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import inspect
@@ -87,3 +89,15 @@ def build_torchvision_model(name: str, *, num_classes: int, **_) -> nn.Module:
         return models.get_model(name, weights=None, num_classes=num_classes)
     except ValueError as exc:
         raise ModelError(f"torchvision has no model {name!r} ({exc})") from None
+
+
+def check_copyable(model: nn.Module, reference: str) -> None:
+    """ModelError in one line when `model` cannot be deep-copied (copy.deepcopy uses pickle's protocol,
+    so a model that cannot be pickled fails here too): simulation, benchmarks and deployments work on
+    copies. A module holding an inference session, an open file or a lock is the usual cause."""
+    try:
+        copy.deepcopy(model)
+    except Exception as exc:  # TypeError "cannot pickle ..." and whatever a custom __deepcopy__ raises
+        raise ModelError(f"model {reference} cannot be copied ({describe(exc)}); quantlens quantizes and benchmarks "
+                         f"copies of the model: keep runtime sessions, open files and locks out of the module (a "
+                         f"model in an ONNX file is read with onnx:<file>)") from None

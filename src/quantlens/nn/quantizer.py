@@ -114,7 +114,8 @@ class ActivationQuantizer(nn.Module):
             axis = channel_axis(x, self.axis) if self.spec.mode == "channel" else None
             self.observer = make_observer(self.spec, axis)
         self.observer.update(x)
-        self._example = torch.zeros((1, *x.shape[1:]), dtype=torch.float32, device=x.device)  # one sample's shape
+        # one sample's shape; a 0-d operand (a scalar constant of Mul/Add in foreign graphs) stays 0-d
+        self._example = torch.zeros((1, *x.shape[1:]) if x.ndim else (), dtype=torch.float32, device=x.device)
 
     def _params_for(self, x: torch.Tensor) -> QuantParams:
         if self.params is not None:  # calibrated, fixed scales
