@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -174,3 +175,14 @@ def initializer_bytes(path: str | Path) -> int:
 
     model = onnx.load(str(path))
     return int(sum(numpy_helper.to_array(tensor).nbytes for tensor in model.graph.initializer))
+
+
+def metadata_json(path_or_model, key: str) -> dict[str, Any] | None:
+    """The JSON a quantlens exporter stored under `key` in an ONNX file's metadata (None when absent)."""
+    import onnx
+
+    model = path_or_model if hasattr(path_or_model, "graph") else onnx.load(str(path_or_model))
+    for prop in model.metadata_props:
+        if prop.key == key:
+            return json.loads(prop.value)
+    return None

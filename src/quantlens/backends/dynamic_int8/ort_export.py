@@ -28,7 +28,13 @@ from quantlens.atomic import to_jsonable, write_bytes
 from quantlens.backends.base import BackendError
 from quantlens.backends.dynamic_int8.layers import DynamicLinear, dynamic_linears
 from quantlens.backends.dynamic_int8.ort_ops import ort_dynamic_linear, translation_table
-from quantlens.backends.onnx_export import INPUT_NAME, OUTPUT_NAME, _quiet_exporter, require_export_packages
+from quantlens.backends.onnx_export import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    _quiet_exporter,
+    metadata_json,
+    require_export_packages,
+)
 from quantlens.errors import describe
 from quantlens.nn.wrapper import QuantWrapper
 
@@ -194,10 +200,7 @@ def export_ort_dynamic(qmodel: nn.Module, example_input: torch.Tensor, path: str
 
 def read_layer_map(path_or_model) -> dict[str, Any]:
     """The `quantlens.dynamic_int8` metadata of an exported file: layers (layer -> initializer), weight_dtype."""
-    import onnx
-
-    model = path_or_model if hasattr(path_or_model, "graph") else onnx.load(str(path_or_model))
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return json.loads(prop.value)
-    raise BackendError("this ONNX file has no quantlens dynamic INT8 layer map (not written by export_ort_dynamic)")
+    found = metadata_json(path_or_model, METADATA_KEY)
+    if found is None:
+        raise BackendError("this ONNX file has no quantlens dynamic INT8 layer map (not written by export_ort_dynamic)")
+    return found

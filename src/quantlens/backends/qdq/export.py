@@ -31,7 +31,13 @@ from torch import nn
 
 from quantlens.atomic import to_jsonable, write_bytes
 from quantlens.backends.base import BackendError
-from quantlens.backends.onnx_export import INPUT_NAME, OUTPUT_NAME, _quiet_exporter, require_export_packages
+from quantlens.backends.onnx_export import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    _quiet_exporter,
+    metadata_json,
+    require_export_packages,
+)
 from quantlens.backends.qdq import graph as g
 from quantlens.backends.qdq import ops
 from quantlens.backends.qdq.deploy import QDQ, DeployLayer, deploy_model
@@ -178,10 +184,7 @@ def _require_dynamic_batch(model) -> None:
 
 def read_layer_map(path_or_model) -> dict[str, Any]:
     """The `quantlens.qdq` metadata of an exported file: q_nodes, layers, kinds."""
-    import onnx
-
-    model = path_or_model if hasattr(path_or_model, "graph") else onnx.load(str(path_or_model))
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return json.loads(prop.value)
-    raise BackendError("this ONNX file has no quantlens QDQ layer map (not written by export_qdq)")
+    found = metadata_json(path_or_model, METADATA_KEY)
+    if found is None:
+        raise BackendError("this ONNX file has no quantlens QDQ layer map (not written by export_qdq)")
+    return found
