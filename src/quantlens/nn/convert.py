@@ -16,7 +16,7 @@ from torch import nn
 
 from quantlens import events
 from quantlens.devices import module_device
-from quantlens.errors import ModelError
+from quantlens.errors import DataError, ModelError
 from quantlens.nn import layers  # noqa: F401  (registers the quantizable layer types)
 from quantlens.nn.registry import kind_of
 from quantlens.nn.spec import LayerPlan
@@ -88,6 +88,9 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], total: int | No
             q.start_calibration()
         with events.task("calibrating", total=total, unit="images") as progress, torch.no_grad():
             for x in batches:  # observing needs no gradients (and skips building an autograd graph)
+                if not isinstance(x, torch.Tensor):
+                    raise DataError(f"calibrate takes batches of input tensors, got {type(x).__name__}; "
+                                    "quantlens.quantize also takes (x, y) batches, dicts, Datasets and DataLoaders")
                 model(x.to(device))
                 seen += len(x)
                 progress.advance(len(x))

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from quantlens import events
-from quantlens.errors import ConfigError
+from quantlens.errors import ConfigError, DataError
 from quantlens.nn import calibrate, quant_wrappers, quantize_model
 from quantlens.passes.registry import PASSES, PassContext
 from quantlens.recipes import ModelPlan, QuantizationConfig, plan_layers
@@ -82,9 +82,16 @@ def _run_passes(stage: str, model: nn.Module, recipe: QuantizationConfig, contex
     return model
 
 
+def _batch_size(x: object) -> int:
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"calibration batches must be input tensors, got {type(x).__name__}; "
+                        "quantlens.quantize also takes (x, y) batches, dicts, Datasets and DataLoaders")
+    return len(x)
+
+
 def _quantize(model: nn.Module, recipe: QuantizationConfig, read: Callable[[], Iterable[torch.Tensor]],
               batch_size: int | None) -> PtqOutcome:
-    sizes = [len(x) for x in read()]  # one pass: the sample count and the first batch's size
+    sizes = [_batch_size(x) for x in read()]  # one pass: the sample count and the first batch's size
     n = sum(sizes)
     check_calibration_set(n, batch_size or (sizes[0] if sizes else 1))
     generator = torch.Generator().manual_seed(recipe.calibration_seed)
