@@ -307,6 +307,13 @@ def test_bench(cli, run_root, files, name):
         assert backend["agreement"]["top1_agreement"] == 1.0
 
 
+def test_bench_on_synthetic_data_takes_classes_and_input_from_the_file(cli, run_root, files):
+    run = _run_dir(cli("bench", "--model", str(files["d_fixed16"]), "--backends", "torch-fp32", "--batch-sizes",
+                       "16", "--threads", "1", "--rounds", "1", "--no-stages", *FILES["d_fixed16"][1]))
+    report = read_json(run / "benchmark" / "benchmark.json", "benchmark")
+    assert report["backends"][0]["status"] == "ready", report["backends"][0]["reason"]
+
+
 def test_an_operator_onnx2torch_cannot_convert_is_one_line_for_simulation(cli, run_root, files):
     result = cli("simulate", "--model", f"onnx:{files['unconvertible']}", "--data", "digits", "--device", "cpu")
     assert result.code == 2 and len(result.error_lines) == 1

@@ -54,6 +54,12 @@ def bench_input(model_name: str, weights: str | None, *, classes: int | None, ch
                 size: int | None) -> BenchInput:
     """Given values win; then the sidecar; then, for classes, the checkpoint; then the defaults."""
     ref = ModelRef.parse(model_name)
+    if ref.kind == "onnx":  # the file says its classes and input shape where it fixes them
+        file = ref.onnx_file()
+        file_channels, height, _ = file.input.dims(file.input.layout or "nchw")
+        return BenchInput(classes or file.num_classes or DEFAULT_CLASSES,
+                          channels or file_channels or DEFAULT_CHANNELS,
+                          size or height or ref.preferred_input_size, f"the ONNX file {ref.name}")
     sidecar = CheckpointSidecar.find(weights)
     if sidecar is not None:
         origin = f"the checkpoint's sidecar {CheckpointSidecar.path_for(weights)}"
