@@ -41,6 +41,9 @@ DeviceOption = typer.Option("auto", "--device", help="auto (the GPU when there i
 OutOption = typer.Option(None, "--out", help="run root (default: $EXPERIMENT_ROOT, else ./runs)")
 CheckOption = typer.Option(False, "--check", help="validate the config, data, model, weights and backends without "
                                                   "running anything; write nothing; exit 0 (valid) or 2")
+LimitOption = typer.Option(None, "--limit", min=1, metavar="N",
+                           help="evaluate a stratified (by class), seeded subset of N samples (eval.max_samples), "
+                                "drawn after calibration samples are set aside; default: every sample")
 
 
 def _write_reports(record, outcome) -> None:
@@ -99,7 +102,7 @@ def _spec(values: dict, origin: str):
 
 @app.command()
 def run(config: Path | None = typer.Argument(None, help="experiment YAML; none runs the default experiment"),
-        out_root: str | None = OutOption, check: bool = CheckOption) -> None:
+        out_root: str | None = OutOption, limit: int | None = LimitOption, check: bool = CheckOption) -> None:
     """Run an experiment from a YAML file (or the default experiment on scikit-learn's digits)."""
     from quantlens.experiments.defaults import default_spec
     from quantlens.experiments.spec import load_spec_with_notes
@@ -109,6 +112,8 @@ def run(config: Path | None = typer.Argument(None, help="experiment YAML; none r
         err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     if out_root:
         spec = _spec({**spec.to_dict(), "output": {**spec.output.model_dump(), "root": out_root}}, "--out")
+    if limit is not None:
+        spec = _spec({**spec.to_dict(), "eval": {**spec.eval.model_dump(), "max_samples": limit}}, "--limit")
     _run(spec, check)
 
 
@@ -141,11 +146,13 @@ def evaluate(model: str = typer.Option(..., help=MODEL_HELP),
              name: str = typer.Option("eval", help="run name"),
              output_kind: OutputKind = OutputKindOption, mean: str | None = MeanOption, std: str | None = StdOption,
              pixel_scale: float | None = PixelScaleOption, input_layout: Layout = LayoutOption,
-             device: str = DeviceOption, out_root: str | None = OutOption, check: bool = CheckOption) -> None:
+             limit: int | None = LimitOption, device: str = DeviceOption, out_root: str | None = OutOption,
+             check: bool = CheckOption) -> None:
     """Evaluate a model (usually with --weights) and write a run record."""
     _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
                 "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout),
-                "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "eval"), check)
+                "eval": {"split": split, "batch_size": batch_size, "max_samples": limit},
+                "output": {"root": out_root}}, "eval"), check)
 
 
 @app.command()
@@ -158,7 +165,7 @@ def train(model: str = typer.Option(...), data: str = typer.Option(...),
           weights: str | None = typer.Option(None, help="initial weights (fine-tuning)"),
           image_size: int | None = typer.Option(None), seed: int = typer.Option(0),
           name: str = typer.Option("train", help="run name"), device: str = DeviceOption,
-          out_root: str | None = OutOption,
+          out_root: str | None = OutOption, limit: int | None = LimitOption,
           check: bool = CheckOption) -> None:
     """Train a model (FP32) with a validation split; keep the best checkpoint; evaluate on the test split."""
     train_block = {"enabled": True, "epochs": epochs, "optimizer": optimizer, "batch_size": batch_size,
@@ -169,7 +176,7 @@ def train(model: str = typer.Option(...), data: str = typer.Option(...),
                 "data": {"source": data, "image_size": image_size,
                          "augment": [a.strip() for a in augment.split(",") if a.strip()]},
                 "model": {"name": model, "weights": weights}, "train": train_block,
-                "output": {"root": out_root}}, "train"), check)
+                "eval": {"max_samples": limit}, "output": {"root": out_root}}, "train"), check)
 
 
 def _csv(value: str) -> list[str]:
@@ -232,7 +239,8 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
              name: str = typer.Option("simulate", help="run name"),
              output_kind: OutputKind = OutputKindOption, mean: str | None = MeanOption, std: str | None = StdOption,
              pixel_scale: float | None = PixelScaleOption, input_layout: Layout = LayoutOption,
-             device: str = DeviceOption, out_root: str | None = OutOption, check: bool = CheckOption) -> None:
+             limit: int | None = LimitOption, device: str = DeviceOption, out_root: str | None = OutOption,
+             check: bool = CheckOption) -> None:
     """Evaluate FP32 and simulated number formats side by side on the same samples.
 
     Options left out keep the recipe's defaults (a block format such as mxfp4 or nvfp4 brings its
@@ -255,7 +263,8 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
     _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
                 "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout),
                 "quantization": entries,
-                "eval": {"split": split, "batch_size": batch_size}, "output": {"root": out_root}}, "simulate"),
+                "eval": {"split": split, "batch_size": batch_size, "max_samples": limit},
+                "output": {"root": out_root}}, "simulate"),
          check)
 
 
@@ -333,6 +342,9 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
           profile: str = typer.Option("", help="operator profiles, e.g. ort-fp32:ort-int8,torch-fp32:torch-int8"),
           stages: bool = typer.Option(True, "--stages/--no-stages", help="time the pipeline stage by stage"),
           evaluate: bool = typer.Option(False, "--eval/--no-eval", help="also evaluate accuracy on --data"),
+          limit: int | None = typer.Option(None, "--limit", min=1, metavar="N",
+                                           help="evaluate (--eval) and check agreement on a stratified, seeded "
+                                                "subset of N samples of --data (eval.max_samples)"),
           output_kind: OutputKind = OutputKindOption, mean: str | None = MeanOption, std: str | None = StdOption,
           pixel_scale: float | None = PixelScaleOption, input_layout: Layout = LayoutOption,
           name: str = typer.Option("bench", help="run name"), out_root: str | None = OutOption,
@@ -351,7 +363,7 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
              "profile": parse_profile_pairs(profile) if profile else ()}
     _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
                 "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout),
-                "eval": {"enabled": evaluate and not data.startswith("synthetic")},
+                "eval": {"enabled": evaluate and not data.startswith("synthetic"), "max_samples": limit},
                 "benchmark": block, "output": {"root": out_root}}, "bench"), check)
 
 

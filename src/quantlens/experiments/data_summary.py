@@ -10,7 +10,7 @@ from typing import ClassVar
 class DataSummary:
     """The dataset (spec, fingerprint, classes, native layout), the split it was carved into, the
     evaluated samples and why, the calibration samples and where they came from, values that had to be
-    lowered (`capped`), and the files that could not be decoded."""
+    lowered (`capped`), the files that could not be decoded, and the subset `eval.max_samples` took (`limit`)."""
 
     FILE: ClassVar[str] = "data.json"
 
@@ -27,6 +27,9 @@ class DataSummary:
     selection: dict | None  # n, metric, indices (the `selection:` split that chooses among recipes)
     capped: dict  # field -> {"requested", "used"}
     skipped_files: list  # {"file", "reason"}
+    # eval.max_samples: requested, n, of, seed, stratified_by, class_counts, pool_class_counts, indices;
+    # None: every sample of the evaluation split was evaluated
+    limit: dict | None = None
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -23,8 +23,10 @@ from quantlens.experiments.sampling import (
     capped_settings,
     check_held_out,
     checkpoint_split,
+    describe_limit,
     eval_indices,
     holdout,
+    limit_samples,
     three_way_split,
 )
 from quantlens.experiments.setup import check_memory, prepare_model
@@ -109,6 +111,9 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
         calib_idx, selection_idx, indices, calib_origin = three_way_split(spec, source, indices)
     elif spec.quantization:
         calib_idx, indices, calib_origin = calibration_indices(spec, source, split, trained_on, indices)
+    limit = None
+    if spec.eval.max_samples is not None:  # drawn from what calibration and selection left: never overlaps them
+        indices, limit = limit_samples(source, indices, spec.eval.max_samples, spec.seed)
     for i, cfg in enumerate(spec.quantization):
         check_calibration_set(min(len(calib_idx), cfg.calibration_samples), cfg.calibration_batch_size,
                               f"quantization.{i}")
@@ -122,13 +127,18 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
             "mean": setup.preprocessing.normalization.mean, "std": setup.preprocessing.normalization.std})})
         record.write_text("config.yaml", resolved.to_yaml())
         data = PreparedData.from_source(source, setup.preprocessing)
-        capped = capped_settings(spec, len(indices), None if calib_idx is None else len(calib_idx))
+        capped = capped_settings(spec, len(indices), None if calib_idx is None else len(calib_idx),
+                                 None if limit is None else limit["of"])
         for field_name, counts in capped.items():
             events.warn(f"{field_name} asks for {counts['requested']} samples; {counts['used']} exist and are used "
                         f"(data.json: capped)")
         check_held_out(split_name, indices, split if spec.train.enabled else trained_on, calib_idx, selection_idx)
         if selection_idx is not None:  # what is evaluated is the confirmation part of that split
             split_name, reason = "confirmation", f"{calib_origin}, cut from {split_name} ({reason})"
+        if limit is not None and limit["n"] < limit["of"]:  # else it was capped (warned above): every sample
+            subset = describe_limit(limit, split_name)
+            reason = f"{reason}; {subset}"
+            events.note(f"evaluating {subset}; data.json: limit")
         summary = DataSummary(
             spec=source.spec, fingerprint=source.fingerprint(), n_samples=len(source), class_names=source.class_names,
             native_channels=source.channels,
@@ -141,7 +151,7 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
                                                         "indices": [int(i) for i in calib_idx]},
             selection=None if selection_idx is None else {"n": len(selection_idx), "metric": spec.selection.metric,
                                                           "indices": [int(i) for i in selection_idx]},
-            capped=capped, skipped_files=[{"file": f, "reason": r} for f, r in source.skipped])
+            capped=capped, skipped_files=[{"file": f, "reason": r} for f, r in source.skipped], limit=limit)
         record.write_json(DataSummary.FILE, summary.to_dict())
         weights = "random (untrained)" if setup.random_weights(spec) else spec.model.weights or "trained in this run"
         ctx = RunContext(spec=spec, source=source, data=data, setup=setup, root=root, record=record, split=split,

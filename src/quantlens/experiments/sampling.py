@@ -3,7 +3,8 @@
 Evaluation uses the dataset's official test split, else the held-out test split of a training
 run (this one's, or the one recorded in the checkpoint's sidecar), else every sample.
 Calibration samples are never evaluated: they come from a training split, or are held out of
-the evaluation samples (for FP32 too, so every comparison stays paired).
+the evaluation samples (for FP32 too, so every comparison stays paired). `eval.max_samples` then
+evaluates a stratified, seeded subset of what is left (`limit_samples`), so it never overlaps them.
 """
 
 from __future__ import annotations
@@ -118,10 +119,14 @@ def check_held_out(split_name: str, eval_idx: np.ndarray, trained_on: Split | No
         check_disjoint({"evaluated samples": eval_idx, name: part}, "evaluation")
 
 
-def capped_settings(spec: ExperimentSpec, n_eval: int, n_calibration: int | None) -> dict[str, dict[str, int]]:
+def capped_settings(spec: ExperimentSpec, n_eval: int, n_calibration: int | None,
+                    n_eval_pool: int | None = None) -> dict[str, dict[str, int]]:
     """Sample-count settings that ask for more samples than exist: field -> {"requested", "used"}.
-    The run uses what exists; this is what it reports, so no value is lowered silently."""
+    The run uses what exists; this is what it reports, so no value is lowered silently.
+    n_eval: the samples evaluated; n_eval_pool: those `eval.max_samples` chose from."""
     asked: dict[str, tuple[int, int]] = {}
+    if spec.eval.max_samples is not None and n_eval_pool is not None:
+        asked["eval.max_samples"] = (spec.eval.max_samples, n_eval_pool)
     if spec.quantization:  # the analysis settings serve simulated formats only
         asked["analysis.layerwise_samples"] = (spec.analysis.layerwise_samples, n_eval)
         asked["analysis.compliance_samples"] = (spec.analysis.compliance_samples, n_eval)
@@ -132,3 +137,58 @@ def capped_settings(spec: ExperimentSpec, n_eval: int, n_calibration: int | None
             asked[f"quantization.{i}.calibration_samples"] = (q.calibration_samples, n_calibration)
     return {field: {"requested": wanted, "used": available}
             for field, (wanted, available) in asked.items() if wanted > available}
+
+
+def _per_class_counts(available: np.ndarray, limit: int) -> np.ndarray:
+    """How many samples each class gives to a subset of `limit` (< available.sum()) samples:
+    proportional to `available` (K,) by largest remainder, and at least one per class when `limit`
+    allows (K or more), else one for each of the `limit` largest classes."""
+    quota = available * limit / available.sum()  # (K,) the exact proportional share, sums to limit
+    least = np.zeros_like(available)
+    least[np.argsort(-available, kind="stable")[:limit]] = 1  # ties: the class listed first
+    take = np.maximum(np.floor(quota).astype(available.dtype), least)
+    # Raising small classes to one can overshoot: take back from the classes furthest above their share.
+    while take.sum() > limit:
+        take[np.argmax(np.where(take > least, take - quota, -np.inf))] -= 1
+    # The floors undershoot by less than K: add to the classes furthest below their share.
+    while take.sum() < limit:
+        take[np.argmax(np.where(take < available, quota - take, -np.inf))] += 1
+    return take
+
+
+def limit_samples(source: ImageSource, pool: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, dict]:
+    """(indices, record): a stratified, seeded subset of `limit` samples of the evaluation `pool`
+    (`eval.max_samples`), taken after calibration and selection samples were set aside, so it never
+    overlaps them. Each class gives its proportional share (`_per_class_counts`); within a class, its
+    samples in the data's order are shuffled by a generator seeded with (seed, class) and the first
+    share taken, so a class's draw depends only on the seed and its share. The indices come back in
+    the data's order. A limit of the pool's size or more keeps the whole pool (the record says so).
+
+    record (data.json `limit`): requested, n, of, seed, stratified_by, class_counts, pool_class_counts,
+    indices (the evaluated samples)."""
+    pool = np.sort(np.asarray(pool, dtype=np.int64))
+    labels = source.labels[pool]
+    classes, available = np.unique(labels, return_counts=True)  # classes present in the pool
+    if limit >= len(pool):
+        chosen = pool
+    else:
+        parts = []
+        for c, share in zip(classes, _per_class_counts(available, limit), strict=True):
+            members = pool[labels == c]  # (n_c,) in the data's order
+            rng = np.random.default_rng([seed % 2**64, int(c)])  # SeedSequence takes non-negative entropy
+            parts.append(rng.permutation(members)[:share])
+        chosen = np.sort(np.concatenate(parts))
+    record = {"requested": int(limit), "n": len(chosen), "of": len(pool), "seed": int(seed),
+              "stratified_by": "class", "class_counts": source.class_counts(chosen),
+              "pool_class_counts": source.class_counts(pool), "indices": [int(i) for i in chosen]}
+    return chosen, record
+
+
+def describe_limit(record: dict, split_name: str) -> str:
+    """One line on the subset `limit_samples` took, e.g. 'a stratified 2000 of the 10000 samples of
+    split `all` (eval.max_samples; seed 0; 200 per class)'."""
+    shares = [n for name, n in record["class_counts"].items() if record["pool_class_counts"][name]]
+    per_class = f"{shares[0]} per class" if min(shares) == max(shares) else f"{min(shares)}-{max(shares)} per class"
+    where = "the confirmation split" if split_name == "confirmation" else f"split `{split_name}`"
+    return (f"a stratified {record['n']} of the {record['of']} samples of {where} (eval.max_samples; seed "
+            f"{record['seed']}; {per_class})")

@@ -152,6 +152,10 @@ class EvalConfig(Block):
     batch_size: int = Field(256, ge=1)
     positive_class: int = Field(1, ge=0, description="class index treated as positive in binary metrics")
     ece_bins: int = Field(15, ge=2)
+    max_samples: int | None = Field(
+        None, ge=1, description="evaluate a stratified (by class, proportional), seeded (`seed`) subset of this "
+                                "many samples, drawn after calibration and selection samples are set aside (with "
+                                "`selection:`, from the confirmation split); default: every sample")
 
 
 class AnalysisConfig(Block):

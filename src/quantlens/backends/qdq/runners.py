@@ -3,7 +3,8 @@
 ONNX Runtime: `precise=True` sets `session.x64quantprecision` (u8 x u8 kernels): on x86 CPUs
 without VNNI the default u8 x s8 kernels add pairs of products in saturating int16 lanes, so a
 code can differ from the exact int32 accumulation (measured here on an AVX2 EPYC: 17% of one
-layer's outputs off); `precise=None` turns it on exactly when the CPU lacks VNNI/AMX-INT8.
+layer's outputs off); `precise=None` turns it on exactly when the CPU lacks VNNI/AMX-INT8 and a
+weight code exceeds 64 (7-bit weights cannot saturate, and keep the faster default kernels).
 
 OpenVINO reads the same file; INFERENCE_PRECISION_HINT f32, so INT8 comes only from the QDQ
 pattern (its default on AMX/AVX512-BF16 CPUs would be BF16 for the float parts).
@@ -29,6 +30,23 @@ def _numpy(batch) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=np.float32)
 
 
+# |w| <= 64: a pair of u8 x s8 products stays within int16 (255 * 64 * 2 = 32640 <= 32767)
+SATURATION_FREE_WEIGHT = 64
+
+
+def needs_exact_kernels(path: str | Path) -> bool:
+    """Whether ONNX Runtime's default u8 x s8 kernels could saturate on this file: only on a CPU without
+    VNNI/AMX-INT8, and only when some int8 weight code exceeds 64 in magnitude (7-bit weights never do)."""
+    if cpu_has_int8_dot_product():
+        return False
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(int(np.abs(numpy_helper.to_array(t).astype(np.int16)).max(initial=0)) > SATURATION_FREE_WEIGHT
+               for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8)
+
+
 def ort_session(path: str | Path, *, threads: int = 1, precise: bool | None = False,
                 optimized_model_path: str | Path | None = None):
     """An ONNX Runtime CPU session at the default (full) optimisation level."""
@@ -36,7 +54,7 @@ def ort_session(path: str | Path, *, threads: int = 1, precise: bool | None = Fa
 
     options = session_options(threads)
     if precise is None:
-        precise = not cpu_has_int8_dot_product()
+        precise = needs_exact_kernels(path)
     if precise:
         options.add_session_config_entry(PRECISE_KEY, "1")
     if optimized_model_path is not None:
@@ -49,7 +67,7 @@ class OrtQdqRunner:
 
     def __init__(self, path: str | Path, *, threads: int = 1, precise: bool | None = False) -> None:
         self.path = Path(path)
-        self.precise = (not cpu_has_int8_dot_product()) if precise is None else precise
+        self.precise = needs_exact_kernels(path) if precise is None else precise
         self.session = ort_session(path, threads=threads, precise=self.precise)
 
     def run(self, batch) -> np.ndarray:
