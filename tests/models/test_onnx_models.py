@@ -267,7 +267,7 @@ def test_eval_equals_onnx_runtime_run_directly(cli, run_root, files, name):
     metrics = read_json(run / "metrics.json", "metrics")
     assert metrics["top1"] == pytest.approx(correct.mean(), abs=1e-12) and metrics["top1"] > 0.9
     model = metrics["model"]
-    assert model["output"]["kind"] == kind
+    assert model["output"]["kind"] == kind and model["weights"] == "in the ONNX file"
     assert model["onnx"]["runs_on"].startswith("ONNX Runtime")
     assert model["onnx"]["layout"] == ("nhwc" if name == "b_nhwc_softmax" else "nchw")
     if name == "c_dynamic":
@@ -305,6 +305,11 @@ def test_bench(cli, run_root, files, name):
     for backend in report["backends"]:
         assert backend["status"] == "ready", backend["reason"]
         assert backend["agreement"]["top1_agreement"] == 1.0
+
+
+def test_check_says_the_weights_are_in_the_file(cli, files):
+    result = cli("eval", "--check", "--model", f"onnx:{files['a_opset8']}", "--data", "digits")
+    assert result.code == 0 and "weights: in the ONNX file" in result.out and "random" not in result.out
 
 
 def test_bench_on_synthetic_data_takes_classes_and_input_from_the_file(cli, run_root, files):

@@ -17,6 +17,7 @@ from quantlens.data.check import check_data_spec
 from quantlens.devices import resolve_device
 from quantlens.errors import ConfigError, QuantlensError, naming_field
 from quantlens.experiments.record import check_run_root
+from quantlens.experiments.setup import Setup
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.models.build import ModelRef, build_model
 from quantlens.models.check import check_weights_file
@@ -110,7 +111,9 @@ def check_experiment(spec: ExperimentSpec) -> list[str]:
         lines.append(f"model: builds ({built})")
     weights = check_weights(spec)
     if weights is None:
-        weights = "none (trained here)" if spec.train.enabled else "none: the model's weights are random"
+        origin = Setup.weights_origin(spec)
+        weights = {"trained in this run": "none (trained here)",
+                   "random (untrained)": "none: the model's weights are random"}.get(origin, origin)
     lines.append(f"weights: {weights}")
     lines.extend(f"warning: benchmark.backends: {line}" for line in check_backends(spec))
     return lines

@@ -29,7 +29,7 @@ from quantlens.experiments.sampling import (
     limit_samples,
     three_way_split,
 )
-from quantlens.experiments.setup import check_memory, prepare_model
+from quantlens.experiments.setup import Setup, check_memory, prepare_model
 from quantlens.experiments.simulation import plan_simulations
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.experiments.stages import (
@@ -153,7 +153,7 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
                                                           "indices": [int(i) for i in selection_idx]},
             capped=capped, skipped_files=[{"file": f, "reason": r} for f, r in source.skipped], limit=limit)
         record.write_json(DataSummary.FILE, summary.to_dict())
-        weights = "random (untrained)" if setup.random_weights(spec) else spec.model.weights or "trained in this run"
+        weights = Setup.weights_origin(spec)
         ctx = RunContext(spec=spec, source=source, data=data, setup=setup, root=root, record=record, split=split,
                          trained_on=trained_on, eval_split=split_name, eval_reason=reason, eval_idx=indices,
                          calib_idx=calib_idx, selection_idx=selection_idx,

@@ -50,6 +50,18 @@ class Setup:
         """What FP32 evaluation runs on: an ONNX file as it is, on ONNX Runtime; else `model`."""
         return self.onnx.runtime if self.onnx is not None else self.model
 
+    @staticmethod
+    def weights_origin(spec: ExperimentSpec) -> str:
+        """Where the model's weights come from, for the run record and --check."""
+        kind = ModelRef.parse(spec.model.name).kind
+        if kind == "onnx":
+            return "in the ONNX file"
+        if spec.model.weights:
+            return spec.model.weights
+        if spec.train.enabled:
+            return "trained in this run"
+        return "random (untrained)" if kind == "zoo" else f"as {spec.model.name} builds them (no checkpoint given)"
+
     def random_weights(self, spec: ExperimentSpec) -> bool:
         """A zoo model with no checkpoint and no training: its weights are the initialiser's."""
         return not spec.model.weights and not spec.train.enabled and ModelRef.parse(spec.model.name).kind == "zoo"
