@@ -5,15 +5,30 @@ A user mistake (a `QuantlensError`) prints one line on stderr and exits with cod
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
 from typing import Literal
 
 import typer
-from rich.console import Console
 
+from quantlens.cli_listings import listings
+from quantlens.cli_options import (
+    MODEL_HELP,
+    CheckOption,
+    DeviceOption,
+    Layout,
+    LayoutOption,
+    LimitOption,
+    MeanOption,
+    OutOption,
+    OutputKind,
+    OutputKindOption,
+    PixelScaleOption,
+    Split,
+    StdOption,
+)
+from quantlens.cli_output import err, out
 from quantlens.errors import QuantlensError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
@@ -33,18 +48,6 @@ def _print_version(value: bool) -> None:
 def _options(version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
                                           help="print the version and exit")) -> None:
     """Which precision should this image classifier run in, and what does it cost?"""
-# Off a terminal rich assumes 80 columns and truncates table cells; results must stay readable in logs.
-out = Console(width=None if Console().is_terminal else 160)
-err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
-
-DeviceOption = typer.Option("auto", "--device", help="auto (the GPU when there is one) | cpu | cuda | cuda:<i>")
-OutOption = typer.Option(None, "--out", help="run root (default: $EXPERIMENT_ROOT, else ./runs)")
-CheckOption = typer.Option(False, "--check", help="validate the config, data, model, weights and backends without "
-                                                  "running anything; write nothing; exit 0 (valid) or 2")
-LimitOption = typer.Option(None, "--limit", min=1, metavar="N",
-                           help="evaluate a stratified (by class), seeded subset of N samples (eval.max_samples), "
-                                "drawn after calibration samples are set aside; default: every sample")
-
 
 def _write_reports(record, outcome) -> None:
     """Reporter: the text tables and figures of a run, written into its folder before it is finalised."""
@@ -116,18 +119,6 @@ def run(config: Path | None = typer.Argument(None, help="experiment YAML; none r
         spec = _spec({**spec.to_dict(), "eval": {**spec.eval.model_dump(), "max_samples": limit}}, "--limit")
     _run(spec, check)
 
-
-Split = Literal["auto", "train", "val", "test", "all"]
-MODEL_HELP = ("zoo name, python:<module>:<callable>, onnx:<file> (or a path ending in .onnx), timm:<name>, "
-              "torchvision:<name>")
-OutputKind = Literal["auto", "logits", "probabilities", "log_probabilities"]
-Layout = Literal["auto", "nchw", "nhwc"]
-OutputKindOption = typer.Option("auto", "--output-kind", help="what the model returns; auto: detected (probabilities: "
-                                                               "rows in [0, 1] summing to 1), never softmaxed twice")
-MeanOption = typer.Option(None, help="per-channel mean the model expects, comma-separated, in --pixel-scale units")
-StdOption = typer.Option(None, help="per-channel std, comma-separated (with --mean)")
-PixelScaleOption = typer.Option(None, help="a white pixel's value for the model: 1 ([0, 1]) or 255 (raw pixels)")
-LayoutOption = typer.Option("auto", "--input-layout", help="an ONNX file's input layout (auto: from the file)")
 
 
 def _model_block(name: str, weights: str | None, output: str, mean: str | None, std: str | None,
@@ -303,25 +294,14 @@ def export_command(target: Path = typer.Argument(..., metavar="OUT", help="the .
         _check(spec)
         return
     from quantlens import events
-    from quantlens.atomic import write_json
     from quantlens.experiments.export import export_recipe
     from quantlens.experiments.record import prepare_run_root
     from quantlens.progress_view import ProgressView
 
     with ProgressView(err) as view, events.listening(view):
         outcome = export_recipe(spec, target, prepare_run_root(spec.output.root))
-    export, fusion = outcome.export, outcome.fusion
-    write_json(target.with_suffix(".json"), {"export": export.to_dict(), "ort_fusion": fusion.to_dict(),
-                                             "calibration_samples": outcome.calibration_samples,
-                                             "passes": outcome.passes})
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(fusion.op_counts.items()))
-    lines = [f"wrote {export.path} ({export.size_bytes / 1024:.1f} KB, sha256 {export.sha256})",
-             f"{export.int8_weights} integer weight tensors, {export.quantize_nodes} QuantizeLinear, "
-             f"calibrated on {outcome.calibration_samples} samples",
-             f"ONNX Runtime runs {len(fusion.integer_layers)} layers in integer kernels ({counts}); "
-             f"in float: {', '.join(fusion.float_layers) or 'none'}",
-             f"details: {target.with_suffix('.json')}"]
-    for line in lines:
+    outcome.write_details()
+    for line in outcome.summary():
         out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -367,66 +347,6 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
                 "benchmark": block, "output": {"root": out_root}}, "bench"), check)
 
 
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of the experiment YAML file."""
-    from quantlens.experiments.spec import ExperimentSpec
-
-    out.print_json(json.dumps(ExperimentSpec.model_json_schema()))
-
-
-@app.command("models")
-def list_models(pattern: str = typer.Argument("*", help="glob")) -> None:
-    """List the models of the zoo."""
-    from quantlens.models.build import MODELS
-
-    for name, card in MODELS.items():
-        if name in MODELS.names(pattern):
-            out.print(f"{name:<18} input {card.input_size:>3}  {card.description}", highlight=False)
-
-
-@app.command("formats")
-def list_formats(pattern: str = typer.Argument("*", help="glob")) -> None:
-    """List the number formats: bits, range and special values."""
-    from quantlens.formats import BlockFormat, FloatFormat, format_names, get_format
-
-    for name in format_names(pattern):
-        fmt = get_format(name)
-        if isinstance(fmt, BlockFormat):
-            detail = (f"{fmt.element.name} elements, blocks of {fmt.block_size}, {fmt.scale_format.name} scales"
-                      + (", FP32 tensor scale" if fmt.rule == "nvfp4" else ""))
-        elif isinstance(fmt, FloatFormat):
-            detail = (f"{fmt.bits} bits (e{fmt.exp_bits}m{fmt.man_bits}, bias {fmt.bias}), max {fmt.max:g}, "
-                      f"min subnormal {fmt.min_subnormal:g}, {'Inf' if fmt.has_inf else 'no Inf'}, "
-                      f"{'NaN' if fmt.has_nan else 'no NaN'}")
-        else:
-            detail = f"{fmt.bits} bits, [{fmt.qmin}, {fmt.qmax}]{'' if fmt.symmetric else ', zero point'}"
-        out.print(f"{name:<12} {detail}", highlight=False)
-
-
-def _first_line(obj) -> str:
-    return ((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0]
-
-
-@app.command("observers")
-def list_observers() -> None:
-    """List the calibration observers (how a tensor's range is found)."""
-    from quantlens.observers import OBSERVERS
-
-    for name, observer in OBSERVERS.items():
-        out.print(f"{name:<16} {_first_line(observer)}", highlight=False)
-    out.print(f"{'dynamic':<16} no calibration: each batch's own range (activations)", highlight=False)
-
-
-@app.command("passes")
-def list_passes() -> None:
-    """List the post-training passes a recipe can name, and which model each runs on."""
-    from quantlens.passes.registry import PASSES
-
-    for name, registered in PASSES.items():
-        out.print(f"{name:<16} {registered.stage:<9} {_first_line(registered)}", highlight=False)
-
-
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Python warnings (from quantlens or a library it calls) as one line, without source lines."""
     err.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True, style="yellow")
@@ -439,6 +359,9 @@ def _click_error(name: str) -> type[Exception]:
 
 def _error(message: str) -> None:
     err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+
+
+app.registered_commands.extend(listings.registered_commands)  # schema, models, formats, observers, passes
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ requantization), ONNX Runtime's dynamic kernels and torchao's (`backends.dynamic
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +44,6 @@ class Artefact:
     size_bytes: int | None  # the file on disk (None: an in-memory model)
     sha256: str | None
     records: dict[str, dict] = field(default_factory=dict)  # JSON files for the run folder, by name
-
-
-def file_size_and_sha256(path: Path) -> tuple[int, str]:
-    data = Path(path).read_bytes()  # ONNX files here hold their weights inline (external_data=False)
-    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def is_dynamic(qmodel: nn.Module) -> bool:
@@ -159,8 +153,8 @@ def _dynamic(qmodel: nn.Module, runtime: str, folder: Path, example: torch.Tenso
     deployment = deploy_dynamic_int8(qmodel, DYNAMIC_TARGETS[runtime], example_input=example, folder=folder,
                                      threads=threads)
     agreement = check_dynamic_agreement(qmodel, deployment, [x for x, _ in batches], labels=[y for _, y in batches])
-    size, digest = file_size_and_sha256(deployment.artefact) if deployment.artefact is not None else (None, None)
     kind = "ONNX dynamic INT8" if runtime == "onnxruntime" else "torchao dynamic INT8"
-    return Artefact(runtime, kind, deployment.run, deployment.faithful, deployment.target.runtime, size, digest,
+    return Artefact(runtime, kind, deployment.run, deployment.faithful, deployment.target.runtime,
+                    deployment.size_bytes, deployment.sha256,
                     {f"agreement-{runtime}.json": {"deployment": deployment.to_dict(),
                                                    "agreement": agreement.to_dict()}})

@@ -12,9 +12,11 @@ after warm-up) and the file's size and sha256 complete the record. FP32 runs on 
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +26,7 @@ from quantlens import events
 from quantlens.backends.onnx_export import export_onnx
 from quantlens.backends.qdq import OpenVinoQdqRunner, OrtQdqRunner
 from quantlens.data import PreparedData
-from quantlens.experiments.deploy_targets import Artefact, build_artefacts, file_size_and_sha256
+from quantlens.experiments.deploy_targets import Artefact, build_artefacts
 from quantlens.experiments.record import RunRecord
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.metrics.classification import Predictions, classification_metrics
@@ -76,6 +78,11 @@ def _latency(run, example: torch.Tensor) -> tuple[float, float]:
         times.append((time.perf_counter() - start) * 1e3)
     q1, _, q3 = statistics.quantiles(times, n=4)
     return statistics.median(times), q3 - q1
+
+
+def file_size_and_sha256(path) -> tuple[int, str]:
+    data = Path(path).read_bytes()  # ONNX files here hold their weights inline (external_data=False)
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def _fp32_runner(runtime: str, model: nn.Module, path, threads: int):

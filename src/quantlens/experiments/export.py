@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantlens.atomic import write_json
 from quantlens.backends.qdq import FusionReport, QdqExport, check_deployable, export_qdq, ort_fusion
 from quantlens.data import PreparedData, load_source
 from quantlens.errors import ConfigError, QuantlensError, naming_field
@@ -35,6 +36,26 @@ class ExportOutcome:
     fusion: FusionReport  # what ONNX Runtime runs in integer kernels
     calibration_samples: int
     passes: list
+
+    @property
+    def details_path(self) -> Path:
+        return self.export.path.with_suffix(".json")
+
+    def write_details(self) -> None:
+        """The export, what ONNX Runtime fused, the calibration and the passes, beside the .onnx file."""
+        write_json(self.details_path, {"export": self.export.to_dict(), "ort_fusion": self.fusion.to_dict(),
+                                       "calibration_samples": self.calibration_samples, "passes": self.passes})
+
+    def summary(self) -> list[str]:
+        """What was written and what ONNX Runtime runs in integer kernels, one line each."""
+        export, fusion = self.export, self.fusion
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(fusion.op_counts.items()))
+        return [f"wrote {export.path} ({export.size_bytes / 1024:.1f} KB, sha256 {export.sha256})",
+                f"{export.int8_weights} integer weight tensors, {export.quantize_nodes} QuantizeLinear, "
+                f"calibrated on {self.calibration_samples} samples",
+                f"ONNX Runtime runs {len(fusion.integer_layers)} layers in integer kernels ({counts}); "
+                f"in float: {', '.join(fusion.float_layers) or 'none'}",
+                f"details: {self.details_path}"]
 
 
 def _calibration(spec: ExperimentSpec, source, setup, root: Path):

@@ -16,6 +16,7 @@ from quantlens.metrics.classification import Predictions
 # selection metrics that measure fidelity to FP32, and the ones where lower is better
 FIDELITY_METRICS = ("agreement", "kl")
 LOWER_IS_BETTER = frozenset({"kl"})
+FP32_FIDELITY = {"agreement": 1.0, "kl": 0.0}  # the reference against itself
 _EPS = 1e-12  # floor on probabilities: a class the candidate gives exactly 0 keeps a finite KL
 
 

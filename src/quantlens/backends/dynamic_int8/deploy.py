@@ -46,6 +46,15 @@ class DynamicDeployment:
     def run(self, batch) -> np.ndarray:
         return self.runner.run(batch)
 
+    @property
+    def size_bytes(self) -> int | None:
+        """The ONNX file's size (None: torchao's model lives in memory)."""
+        return self.details["export"]["size_bytes"] if "export" in self.details else None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.details["export"]["sha256"] if "export" in self.details else None
+
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable({"target": self.target.name, "runtime": self.target.runtime,
                             "activations": self.target.formula, "artefact": self.artefact, **self.details})

@@ -15,7 +15,6 @@ from quantlens.backends.qdq.agreement import (
     AgreementReport,
     CodeStats,
     LayerCodes,
-    OpenVinoProbes,
     RuntimeAgreement,
     check_agreement,
 )
@@ -29,6 +28,7 @@ from quantlens.backends.qdq.openvino_faithful import (
     openvino_faithful_model,
     openvino_runtime,
 )
+from quantlens.backends.qdq.openvino_probes import OpenVinoProbes
 from quantlens.backends.qdq.ops import dequantize_codes, quantize_divide
 from quantlens.backends.qdq.runners import OpenVinoQdqRunner, OrtQdqRunner, ort_session
 

@@ -29,14 +29,14 @@ from torch import nn
 
 from quantlens import events
 from quantlens.atomic import to_jsonable
-from quantlens.backends.base import BackendError
 from quantlens.backends.onnx_export import OUTPUT_NAME
 from quantlens.backends.qdq import graph as g
 from quantlens.backends.qdq.deploy import activation_codec
 from quantlens.backends.qdq.export import read_layer_map
 from quantlens.backends.qdq.faithful import FaithfulModel, faithful_model
 from quantlens.backends.qdq.inspect import openvino_fusion, ort_fusion
-from quantlens.backends.qdq.openvino_faithful import OpenVinoFaithfulModel, openvino_faithful_model, openvino_runtime
+from quantlens.backends.qdq.openvino_faithful import OpenVinoFaithfulModel
+from quantlens.backends.qdq.openvino_probes import OpenVinoProbes, openvino_side, q_outputs
 from quantlens.backends.qdq.runners import OpenVinoQdqRunner, OrtQdqRunner
 from quantlens.nn.convert import quant_wrappers, recording
 
@@ -217,68 +217,11 @@ def _probe_copy(path: Path, folder: Path) -> tuple[Path, dict[str, str]]:
     import onnx
 
     model = onnx.load(str(path))
-    outputs = {n.name: n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    outputs = q_outputs(model)
     g.add_outputs(model, list(outputs.values()))
     probe = folder / "probes.onnx"
     onnx.save(model, str(probe))
     return probe, outputs
-
-
-def _q_outputs(path: Path) -> dict[str, str]:
-    import onnx
-
-    return {n.name: n.output[0] for n in onnx.load(str(path)).graph.node if n.op_type == "QuantizeLinear"}
-
-
-class OpenVinoProbes:
-    """The QDQ file on OpenVINO (the runner's config) with some Q outputs exposed as extra outputs;
-    `unchanged` says whether OpenVINO still fuses it as the plain file."""
-
-    def __init__(self, path: Path, q_nodes: list[str], runner: OpenVinoQdqRunner) -> None:
-        import onnx
-        import openvino as ov
-
-        outputs = _q_outputs(path)
-        self.names = {q: outputs[q] for q in q_nodes}
-        self.core = ov.Core()
-        self.model = self.core.read_model(str(path))
-        if self.names:
-            self.model.add_outputs(list(self.names.values()))
-        self.config = dict(runner.runner.config)
-        self.onnx_nodes = {n.name for n in onnx.load(str(path)).graph.node}
-        self._compiled: dict[tuple[int, ...], Any] = {}
-        dims = [d.dim_value or 1 for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
-        shape = (1, *dims[1:])
-        self.unchanged = self._signature(self._compile(shape).get_runtime_model()) == \
-            self._signature(runner.runtime_model(shape))
-
-    def _compile(self, shape: tuple[int, ...]):
-        compiled = self._compiled.get(shape)
-        if compiled is None:
-            static = self.model.clone()
-            static.reshape({0: list(shape)})
-            compiled = self._compiled[shape] = self.core.compile_model(static, "CPU", self.config)
-        return compiled
-
-    def _signature(self, runtime_model) -> list[tuple[str, tuple[str, ...]]]:
-        """Executed ops and the file's nodes each absorbed (generated names and plumbing left out)."""
-        out = []
-        for op in runtime_model.get_ops():
-            info = op.get_rt_info()
-            kind = str(info["layerType"].astype(str)) if "layerType" in info else ""
-            if kind in ("Input", "Output", "Reorder", "Const"):
-                continue
-            names = str(info["originalLayersNames"].astype(str)) if "originalLayersNames" in info else ""
-            out.append((kind, tuple(sorted(n for n in names.split(",") if n in self.onnx_nodes))))
-        return sorted(out)
-
-    def run(self, batch: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(logits, Q node -> codes) of one batch."""
-        x = batch.detach().float().cpu().contiguous().numpy()
-        compiled = self._compile(tuple(x.shape))
-        result = compiled.create_infer_request().infer([x])
-        by_name = {o.get_any_name(): np.asarray(result[o]) for o in compiled.outputs}
-        return by_name[OUTPUT_NAME], {q: by_name[t] for q, t in self.names.items()}
 
 
 @dataclass
@@ -293,24 +236,6 @@ class _Runtimes:
     ort_probe_names: dict[str, str] = field(default_factory=dict)
     ov_probes: OpenVinoProbes | None = None
     ov_probe_mismatch: int = 0
-
-
-def _openvino_side(path: Path, qmodel: nn.Module, threads: int, per_layer: bool, notes: list[str]
-                   ) -> tuple[OpenVinoQdqRunner, OpenVinoFaithfulModel | None, OpenVinoProbes | None]:
-    runner = OpenVinoQdqRunner(path, threads=threads)
-    try:
-        simulation = openvino_faithful_model(qmodel, path, openvino_runtime(path))
-    except BackendError as exc:  # a graph it does not model: said in the report, compared with ONNX Runtime's
-        notes.append(f"no OpenVINO-faithful simulation: {exc}")
-        return runner, None, None
-    notes.extend(f"OpenVINO-faithful simulation: {n}" for n in simulation.notes)
-    if not per_layer:
-        return runner, simulation, None
-    probes = OpenVinoProbes(path, simulation.probe_safe_q_nodes(), runner)
-    if not probes.unchanged:
-        notes.append("exposing Q outputs changed what OpenVINO fuses: no per-layer OpenVINO codes")
-        return runner, simulation, None
-    return runner, simulation, probes
 
 
 def check_agreement(qmodel: nn.Module, path: str | Path, batches: Iterable[torch.Tensor], *,
@@ -332,7 +257,7 @@ def check_agreement(qmodel: nn.Module, path: str | Path, batches: Iterable[torch
     side = _Runtimes(ort_runner, faithful)
     runtimes = [RuntimeAgreement("onnxruntime", "onnxruntime")]
     if openvino:
-        side.ov, side.ov_faithful, side.ov_probes = _openvino_side(path, qmodel, threads, per_layer, notes)
+        side.ov, side.ov_faithful, side.ov_probes = openvino_side(path, qmodel, threads, per_layer, notes)
         runtimes.append(RuntimeAgreement("openvino", "openvino" if side.ov_faithful is not None else "onnxruntime"))
     layers = [LayerCodes(q, list(ws)) for q, ws in meta["q_nodes"].items()]
     if side.ov_probes is not None:

@@ -15,7 +15,7 @@ from quantlens.experiments.simulation import (
 from quantlens.experiments.stages.base import STAGES, RunContext, Stage
 from quantlens.metrics.classification import classification_metrics
 from quantlens.metrics.compression import compression_stats
-from quantlens.metrics.fidelity import FIDELITY_METRICS, LOWER_IS_BETTER, fidelity
+from quantlens.metrics.fidelity import FP32_FIDELITY, LOWER_IS_BETTER
 from quantlens.train import predict
 
 
@@ -121,8 +121,7 @@ def _selection_samples(ctx: RunContext) -> tuple[SelectionSamples | None, float 
                         description="FP32 on the selection split")
     metrics = classification_metrics(reference, ctx.source.class_names, positive_class=spec.eval.positive_class,
                                      ece_bins=spec.eval.ece_bins)
-    fp32_value = fidelity(reference, reference)[spec.selection.metric] if spec.selection.metric in FIDELITY_METRICS \
-        else metrics.get(spec.selection.metric)  # FP32 against itself: agreement 1, kl 0
+    fp32_value = FP32_FIDELITY.get(spec.selection.metric, metrics.get(spec.selection.metric))
     return SelectionSamples(ctx.selection_idx, reference, spec.selection.metric), fp32_value
 
 

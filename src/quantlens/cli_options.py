@@ -1,0 +1,27 @@
+"""Options shared by several `quantlens` commands (their names, defaults and help in one place)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import typer
+
+DeviceOption = typer.Option("auto", "--device", help="auto (the GPU when there is one) | cpu | cuda | cuda:<i>")
+OutOption = typer.Option(None, "--out", help="run root (default: $EXPERIMENT_ROOT, else ./runs)")
+CheckOption = typer.Option(False, "--check", help="validate the config, data, model, weights and backends without "
+                                                  "running anything; write nothing; exit 0 (valid) or 2")
+LimitOption = typer.Option(None, "--limit", min=1, metavar="N",
+                           help="evaluate a stratified (by class), seeded subset of N samples (eval.max_samples), "
+                                "drawn after calibration samples are set aside; default: every sample")
+
+Split = Literal["auto", "train", "val", "test", "all"]
+MODEL_HELP = ("zoo name, python:<module>:<callable>, onnx:<file> (or a path ending in .onnx), timm:<name>, "
+              "torchvision:<name>")
+OutputKind = Literal["auto", "logits", "probabilities", "log_probabilities"]
+Layout = Literal["auto", "nchw", "nhwc"]
+OutputKindOption = typer.Option("auto", "--output-kind", help="what the model returns; auto: detected (probabilities: "
+                                                               "rows in [0, 1] summing to 1), never softmaxed twice")
+MeanOption = typer.Option(None, help="per-channel mean the model expects, comma-separated, in --pixel-scale units")
+StdOption = typer.Option(None, help="per-channel std, comma-separated (with --mean)")
+PixelScaleOption = typer.Option(None, help="a white pixel's value for the model: 1 ([0, 1]) or 255 (raw pixels)")
+LayoutOption = typer.Option("auto", "--input-layout", help="an ONNX file's input layout (auto: from the file)")
