@@ -171,7 +171,7 @@ def test_huge_image_size_refused_by_the_schema(side):
 
 
 def test_image_size_that_does_not_fit_memory_refused_before_any_run_folder(tmp_path, monkeypatch):
-    import quantlens.experiments.setup as setup
+    import quantlens.experiments.setup.memory as setup
 
     monkeypatch.setattr(setup, "MEMORY_SHARE", 1e-9)  # as if the machine had almost no memory left
     spec = spec_from_dict({"data": {"source": "digits", "image_size": 64}, "model": TINY,
