@@ -282,8 +282,10 @@ def test_simulate_int8_and_fp8(cli, run_root, files, name):
     _, options, _, _ = FILES[name]
     run = _run_dir(cli("simulate", "--model", str(files[name]), "--data", "digits", "--device", "cpu",
                        "--format", "int8,fp8_e4m3", "--split", "test", *options))
-    _check_against_runtime(name, files[name], run / "predictions.npz")  # FP32: the PyTorch form
-    conversion = read_json(run / "metrics.json", "metrics")["model"]["onnx"]["conversion"]
+    _check_against_runtime(name, files[name], run / "predictions.npz")  # FP32: the file on ONNX Runtime
+    described = read_json(run / "metrics.json", "metrics")["model"]["onnx"]
+    assert described["runs_on"].startswith("ONNX Runtime") and described["quantized_from"].startswith("its PyTorch")
+    conversion = described["conversion"]
     assert conversion["max_abs_diff"] <= 1e-4 and conversion["top1_agreement"] == 1.0
     summary = read_json(run / "quantization" / "summary.json", "summary")
     fp32 = summary["fp32"]
@@ -297,14 +299,21 @@ def test_simulate_int8_and_fp8(cli, run_root, files, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(FILES))
-def test_bench(cli, run_root, files, name):
-    backends = "torch-fp32,ort-fp32" if name == "a_opset8" else "torch-fp32"  # ort-fp32 exports the PyTorch form
-    run = _run_dir(cli("bench", "--model", str(files[name]), "--data", "digits", "--backends", backends,
-                       "--batch-sizes", "5", "--threads", "1", "--rounds", "1", "--no-stages", *FILES[name][1]))
+def test_bench(cli, run_root, files, weights, name):
+    """ONNX Runtime and OpenVINO run the file's own graph (a file that fixes its batch size cannot serve
+    every batch size: its PyTorch form is exported instead, and the backend says so)."""
+    run = _run_dir(cli("bench", "--model", str(files[name]), "--data", "digits", "--backends",
+                       "torch-fp32,ort-fp32,openvino-fp32", "--batch-sizes", "5", "--threads", "1", "--rounds", "1",
+                       "--no-stages", *FILES[name][1]))
     report = read_json(run / "benchmark" / "benchmark.json", "benchmark")
     for backend in report["backends"]:
         assert backend["status"] == "ready", backend["reason"]
         assert backend["agreement"]["top1_agreement"] == 1.0
+        assert backend["parameter_bytes"] >= 4 * sum(w.size for w in weights)  # Constant nodes' weights count
+        if backend["name"] != "torch-fp32":
+            first = backend["info"]["notes"][0]
+            expected = "FP32 export verified" if name == "d_fixed16" else f"the ONNX file as it is ({files[name]})"
+            assert first.startswith(expected) and "max |logit difference|" in first, first
 
 
 def test_check_says_the_weights_are_in_the_file(cli, files):

@@ -12,6 +12,11 @@ which exercises the dynamic axis) and its logits must match torch's within
 
 Exports are cached in the work directory under a fingerprint of the weights, the module's
 structure and the input shape, so the ONNX backends of one benchmark share one export.
+
+A module that is the PyTorch form of an ONNX file the user gave (`models.onnx.interface.onnx_source_of`)
+is not exported again: the file itself is written with quantlens's input/output names around its graph
+and checked the same way, so ONNX Runtime and OpenVINO run the graph as it is. A file that fixes its
+batch size cannot serve every batch size; its PyTorch form is exported instead.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from torch import nn
 from quantlens.atomic import atomic_path, write_json
 from quantlens.backends.base import BackendError, MissingPackageError, missing_package_message, package_installed
 from quantlens.errors import describe
+from quantlens.models.onnx.interface import onnx_source_of
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -55,6 +61,13 @@ class OnnxExport:
     max_abs_diff: float
     tolerance: float
     verified_batch_sizes: tuple[int, ...]
+    origin: str = "torch.onnx.export"  # or "the ONNX file as it is (<path>)"
+
+    def describe(self) -> str:
+        """One line for a backend's notes: what runs, and how close it is to the torch module."""
+        what = "FP32 export" if self.origin == "torch.onnx.export" else self.origin
+        return (f"{what} verified against torch: max |logit difference| {self.max_abs_diff:.2g} "
+                f"(tolerance {self.tolerance:.2g})")
 
 
 def model_fingerprint(model: nn.Module, input_shape: tuple[int, ...]) -> str:
@@ -133,6 +146,10 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, work_dir: str | P
     require_export_packages(backend)
     import onnx
 
+    source = onnx_source_of(model)
+    if source is not None and source.file.input.batch is None:
+        return _file_as_it_is(source, model, example_input.detach().float().cpu(), Path(work_dir) / "onnx",
+                              rtol=rtol, atol=atol)
     module = copy.deepcopy(model).eval().cpu().float()
     example_input = example_input.detach().float().cpu()
     folder = Path(work_dir) / "onnx"
@@ -160,21 +177,45 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, work_dir: str | P
     return _record(path, check, rtol, atol)
 
 
-def _record(path: Path, check: tuple[float, float, tuple[int, ...]], rtol: float, atol: float) -> OnnxExport:
+def _file_as_it_is(source, model: nn.Module, example_input: torch.Tensor, folder: Path, *, rtol: float,
+                   atol: float) -> OnnxExport:
+    """`source` (models.onnx.OnnxModel)'s file with quantlens's interface in `folder`, checked against
+    `model`, its PyTorch form; keyed by the file's sha256, layout and output kind."""
+    origin = f"the ONNX file as it is ({source.file.path})"
+    path = folder / f"file-{source.file.sha256[:16]}-{source.layout}-{source.output.kind}.onnx"
+    sidecar = path.with_suffix(".verified.json")
+    if path.is_file() and sidecar.is_file():
+        check = json.loads(sidecar.read_text(encoding="utf-8"))
+        if check.get("rtol") == rtol and check.get("atol") == atol:
+            return OnnxExport(path, check["max_abs_diff"], check["tolerance"], tuple(check["verified_batch_sizes"]),
+                              origin)
+    module = model.eval()  # the PyTorch form itself: a copy would not be the file's form
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        source.write_runtime_file(tmp)
+        check = verify_against_torch(tmp, module, example_input, rtol=rtol, atol=atol)
+    return _record(path, check, rtol, atol, origin)
+
+
+def _record(path: Path, check: tuple[float, float, tuple[int, ...]], rtol: float, atol: float,
+            origin: str = "torch.onnx.export") -> OnnxExport:
     """Write a verification (max |difference|, tolerance, batch sizes) and the tolerance asked for beside the file."""
     worst, tolerance, sizes = check
     write_json(path.with_suffix(".verified.json"), {"max_abs_diff": worst, "tolerance": tolerance,
                                                     "verified_batch_sizes": list(sizes), "rtol": rtol, "atol": atol})
-    return OnnxExport(path, worst, tolerance, sizes)
+    return OnnxExport(path, worst, tolerance, sizes, origin)
 
 
 def initializer_bytes(path: str | Path) -> int:
-    """Bytes of an ONNX model's weights (initializers), as stored."""
+    """Bytes of an ONNX model's weights as stored: its initializers, and the tensors of its Constant nodes
+    (where old exporters put the weights)."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
-    return int(sum(numpy_helper.to_array(tensor).nbytes for tensor in model.graph.initializer))
+    constants = [attribute.t for node in model.graph.node if node.op_type == "Constant"
+                 for attribute in node.attribute if attribute.name == "value"]
+    return int(sum(numpy_helper.to_array(tensor).nbytes for tensor in (*model.graph.initializer, *constants)))
 
 
 def metadata_json(path_or_model, key: str) -> dict[str, Any] | None:

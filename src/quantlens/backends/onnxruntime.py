@@ -220,8 +220,7 @@ class OrtBackend(Backend):
     def _prepare(self, model: nn.Module, example_input: torch.Tensor, calibration_batches: list[torch.Tensor],
                  work_dir: Path, target: Target) -> Runner:
         export = export_onnx(model, example_input, work_dir, backend=self.name)
-        notes = [f"FP32 export verified against torch: max |logit difference| {export.max_abs_diff:.2g} "
-                 f"(tolerance {export.tolerance:.2g})"]
+        notes = [export.describe()]
         path = export.path
         reduce_range = not cpu_has_int8_dot_product()
         if self.variant == "fp16":

@@ -143,7 +143,7 @@ class OpenVinoBackend(Backend):
 
         export = export_onnx(model, example_input, work_dir, backend=self.name)
         ov_model = ov.Core().read_model(str(export.path))
-        notes = []
+        notes = [export.describe()]
         if self.precision == "int8":
             if not calibration_batches:
                 raise BackendError(f"{self.name}: NNCF INT8 needs at least one calibration batch")

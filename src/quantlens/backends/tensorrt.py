@@ -48,7 +48,8 @@ class TensorRtBackend(Backend):
                  work_dir: Path, target: Target) -> Runner:
         export = export_onnx(model, example_input, work_dir, backend=self.name)
         path = export.path
-        notes = ["engine built by ONNX Runtime's TensorRT provider; host<->device copies are inside the timed call"]
+        notes = [export.describe(),
+                 "engine built by ONNX Runtime's TensorRT provider; host<->device copies are inside the timed call"]
         if self.precision == "int8":
             path = work_dir / "onnx" / f"{self.name}-{export.path.stem}.onnx"
             quantize_onnx("int8", export.path, path, calibration_batches, reduce_range=False)

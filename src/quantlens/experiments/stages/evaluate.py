@@ -34,7 +34,7 @@ class EvaluationResult:
 
 def evaluate(ctx: RunContext) -> EvaluationResult:
     spec = ctx.spec
-    predictions = predict(ctx.setup.model, ctx.data, ctx.eval_idx, spec.eval.batch_size)
+    predictions = predict(ctx.setup.evaluation_model, ctx.data, ctx.eval_idx, spec.eval.batch_size)
     predictions.save(ctx.record.path(PREDICTIONS))
     ctx.shared["fp32_predictions"] = predictions  # what simulated formats are paired against
     metrics = classification_metrics(predictions, ctx.source.class_names, positive_class=spec.eval.positive_class,

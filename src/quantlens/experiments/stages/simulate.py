@@ -117,7 +117,7 @@ def _selection_samples(ctx: RunContext) -> tuple[SelectionSamples | None, float 
     if ctx.selection_idx is None:
         return None, None
     spec = ctx.spec
-    reference = predict(ctx.setup.model, ctx.data, ctx.selection_idx, spec.eval.batch_size,
+    reference = predict(ctx.setup.evaluation_model, ctx.data, ctx.selection_idx, spec.eval.batch_size,
                         description="FP32 on the selection split")
     metrics = classification_metrics(reference, ctx.source.class_names, positive_class=spec.eval.positive_class,
                                      ece_bins=spec.eval.ece_bins)

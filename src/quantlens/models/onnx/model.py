@@ -59,7 +59,8 @@ class OnnxModel:
 
     @property
     def model(self) -> nn.Module:
-        """What the experiment runs: the PyTorch form when there is one, else the file on ONNX Runtime."""
+        """What the experiment quantizes, trains or wraps: the PyTorch form when there is one, else the file
+        on ONNX Runtime (FP32 evaluation always runs `runtime`)."""
         return self.torch_form if self.torch_form is not None else self.runtime
 
     def write_runtime_file(self, path) -> Path:
@@ -71,8 +72,9 @@ class OnnxModel:
     def describe(self) -> dict:
         batch = self.file.input.batch
         return {**self.file.describe(), "layout": self.layout, "layout_origin": self.layout_origin,
-                "runs_on": "PyTorch form (onnx2torch), verified against ONNX Runtime" if self.torch_form is not None
-                else "ONNX Runtime (CPUExecutionProvider), the file as it is",
+                "runs_on": "ONNX Runtime (CPUExecutionProvider), the file as it is, for FP32 evaluation",
+                "quantized_from": "its PyTorch form (onnx2torch), verified against ONNX Runtime"
+                if self.torch_form is not None else None,
                 "fixed_batch_handling": None if batch is None else
                 f"batches of {batch}; a short last batch is padded by repeating its last sample, whose extra "
                 f"outputs are dropped",
