@@ -153,3 +153,15 @@ def test_fashion_mnist_default_location():
         pytest.skip("Debian package dataset-fashion-mnist is not installed")
     src = load_source("idx:")
     assert len(src) == 70000 and src.class_names[0] == "T-shirt/top"
+
+
+@pytest.mark.parametrize("make, meant", [
+    (lambda root: root, "imagefolder:"),
+    (lambda root: (root / "t10k-images-idx3-ubyte").touch() or root, "idx:"),
+    (lambda root: (root / "x.npz").touch() or root / "x.npz", "medmnist:"),
+])
+def test_a_bare_path_is_told_how_to_write_it(tmp_path, make, meant):
+    path = make(tmp_path)
+    with pytest.raises(UnknownNameError, match="unknown dataset") as caught:
+        load_source(str(path))
+    assert str(caught.value).endswith(f"{path} is a path: write it as {meant}{path}")
