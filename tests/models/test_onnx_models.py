@@ -144,14 +144,19 @@ def dynamic_batch(weights) -> onnx.ModelProto:
                   _initializers(weights) + extra, metadata={"mean": "0.25", "std": "0.25"})
 
 
-def fixed_batch(weights, reshape: bool = False) -> onnx.ModelProto:
-    """NCHW at a fixed batch of 16; with `reshape`, the batch is also baked into a Reshape to (16, 64)."""
+def fixed_batch(weights, reshape: bool = False, bias: bool = False) -> onnx.ModelProto:
+    """NCHW at a fixed batch of 16; with `reshape`, the batch is also baked into a Reshape to (16, 64) (what
+    torch.onnx.export writes for a model exported at a fixed batch); with `bias`, into a (16, 10) constant
+    added to the scores, which no rewrite of the graph can free."""
     tail = ([helper.make_node("Reshape", ["p2", "shape"], ["flat"])] if reshape
             else [helper.make_node("Flatten", ["p2"], ["flat"], axis=1)])
-    nodes = _features("input") + tail + [helper.make_node("Gemm", ["flat", "fcw", "fcb"], ["logits"], transB=1)]
+    head = [helper.make_node("Gemm", ["flat", "fcw", "fcb"], ["scores" if bias else "logits"], transB=1)]
+    if bias:
+        head.append(helper.make_node("Add", ["scores", "batch_bias"], ["logits"]))
     extra = [numpy_helper.from_array(np.array([FIXED_BATCH, 64], np.int64), "shape")] if reshape else []
-    return _model(nodes, _value("input", [FIXED_BATCH, 1, 8, 8]), _value("logits", [FIXED_BATCH, 10]), 11,
-                  _initializers(weights) + extra)
+    extra += [numpy_helper.from_array(np.zeros((FIXED_BATCH, 10), np.float32), "batch_bias")] if bias else []
+    return _model(nodes=_features("input") + tail + head, inp=_value("input", [FIXED_BATCH, 1, 8, 8]),
+                  out=_value("logits", [FIXED_BATCH, 10]), opset=11, initializers=_initializers(weights) + extra)
 
 
 def global_max_pool(weights) -> onnx.ModelProto:
@@ -222,6 +227,8 @@ def files(weights, tmp_path_factory) -> dict[str, Path]:
     onnx.save(global_max_pool(weights), str(paths["unconvertible"]))
     paths["baked_reshape"] = folder / "baked.onnx"
     onnx.save(fixed_batch(weights, reshape=True), str(paths["baked_reshape"]))
+    paths["baked_bias"] = folder / "baked-bias.onnx"
+    onnx.save(fixed_batch(weights, bias=True), str(paths["baked_bias"]))
     return paths
 
 
@@ -415,11 +422,22 @@ def test_a_fixed_batch_is_padded_and_the_padding_dropped(files):
     torch.testing.assert_close(whole, alone, rtol=0, atol=1e-5)
 
 
-def test_a_batch_baked_into_the_graph_is_refused_for_simulation(cli, run_root, files):
-    assert cli("eval", "--model", str(files["baked_reshape"]), "--data", "digits").code == 0
-    result = cli("simulate", "--model", str(files["baked_reshape"]), "--data", "digits", "--device", "cpu")
+def test_a_batch_baked_into_a_reshape_is_freed_and_verified(files):
+    file = load_onnx_file(files["baked_reshape"])
+    pixels, _ = _digits()
+    probe = torch.from_numpy(((pixels[:15, None] / 255 - 0.5) / 0.5).astype(np.float32))  # not a batch of 16
+    opened = open_onnx_model(file, layout="nchw", layout_origin="test", declared_output=None, probe=probe,
+                             num_classes=10, convert=True)
+    assert opened.conversion.max_abs_diff <= 1e-4 and opened.conversion.top1_agreement == 1.0
+    torch.testing.assert_close(opened.torch_form(probe[:3]), opened.runtime(probe[:3]), rtol=0, atol=1e-4)
+
+
+def test_a_batch_baked_into_a_constant_is_refused_for_simulation(cli, run_root, files):
+    assert cli("eval", "--model", str(files["baked_bias"]), "--data", "digits").code == 0
+    result = cli("simulate", "--model", str(files["baked_bias"]), "--data", "digits", "--device", "cpu")
     assert result.code == 2 and len(result.error_lines) == 1
-    assert "PyTorch form" in result.error_lines[0] and "batch of 15" in result.error_lines[0]
+    line = result.error_lines[0]
+    assert "PyTorch form" in line and "batch of 15" in line and "batch size baked into the graph" in line
 
 
 @pytest.mark.parametrize("name", list(FILES))

@@ -10,7 +10,11 @@ written by other tools need these preparations first, all lossless:
   torch.onnx.export writes today), and from opset 13 Softmax maps to nn.Softmax;
 * weights held in `Constant` nodes (older exporters, hand-built graphs) become initializers, which is
   where onnx2torch looks for convolution and linear weights; Reshape's allowzero=1 (torch.onnx.export
-  sets it) is dropped where the shape is a constant without zeros, the only case it changes nothing.
+  sets it) is dropped where the shape is a constant without zeros, the only case it changes nothing;
+* a file exported at a fixed batch size B usually bakes B into its flattening Reshape too (a constant
+  shape [B, 64]); there the batch dimension becomes free ([-1, 64], or [0, ...] when another dimension
+  is already -1), so the PyTorch form takes any batch. Whether that was right is what `verify` checks:
+  ONNX Runtime runs the file itself in batches of B, the PyTorch form the whole probe at once.
 
 Operators onnx2torch cannot convert are found before converting and named in one line. The form is
 then made quantlens's (`modules.simplify`: quantlens's Add/Mul/MatMul modules, constant Reshape and
@@ -123,6 +127,33 @@ def _drop_inert_allowzero(proto) -> None:
                 node.attribute.remove(allow)
 
 
+def _free_batch(proto, batch: int) -> None:
+    """Make the batch axis of a graph fixed at `batch` free (in place): the input's and outputs' first
+    dimension becomes symbolic, and every constant Reshape target of rank >= 2 starting with `batch` starts
+    with -1 instead (0, "copy the input's first dimension", when it already holds a -1 and allowzero is off)."""
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    for value in (graph.input[0], *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims):
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "batch"
+    initializers = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        tensor = initializers.get(node.input[1]) if node.op_type == "Reshape" and len(node.input) > 1 else None
+        if tensor is None:
+            continue
+        shape = numpy_helper.to_array(tensor).copy()
+        if shape.ndim != 1 or len(shape) < 2 or shape[0] != batch:
+            continue
+        allowzero = any(a.name == "allowzero" and a.i == 1 for a in node.attribute)
+        if (shape[1:] == -1).any() and allowzero:
+            continue  # neither -1 nor 0 can stand for the batch: left as it is, `verify` will say so
+        shape[0] = 0 if (shape[1:] == -1).any() else -1
+        tensor.CopyFrom(numpy_helper.from_array(shape, tensor.name))
+
+
 def _at_opset(file: OnnxFile, opset: int):
     """A copy of the file's ModelProto at `opset`: lowered to 17 node by node from opset 18 and later
     (`opset.lower_to_17`), then onnx's version converter for the rest of the way."""
@@ -138,6 +169,8 @@ def _at_opset(file: OnnxFile, opset: int):
     if opset != current:
         proto = version_converter.convert_version(proto, opset)
     _constants_as_initializers(proto)
+    if file.input.batch is not None:
+        _free_batch(proto, file.input.batch)
     _drop_inert_allowzero(proto)
     return proto
 
@@ -244,9 +277,9 @@ def verify(torch_form: torch.nn.Module, reference: torch.Tensor, batch: torch.Te
     the same batch; ModelError with the figures when they differ by more than ATOL + RTOL * max|reference|."""
     try:
         ours = torch_form(batch).float()
-    except Exception as exc:  # e.g. a Reshape to a fixed batch size baked into the graph
+    except Exception as exc:  # e.g. a batch size baked into a constant the graph broadcasts against
         raise ModelError(f"{path}: its PyTorch form (onnx2torch) fails on a batch of {len(batch)} "
-                         f"({describe(exc)})") from None
+                         f"({describe(exc)}); is a batch size baked into the graph?") from None
     if ours.shape != reference.shape:
         raise ModelError(f"{path}: its PyTorch form returns shape {tuple(ours.shape)}, ONNX Runtime "
                          f"{tuple(reference.shape)}")
