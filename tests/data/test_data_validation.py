@@ -18,7 +18,7 @@ from quantlens.data.check import check_data_spec
 from quantlens.data.idx import read_idx
 from quantlens.data.source import GRAY_DEFAULT, ImageSource, Normalization, validate_source
 from quantlens.data.transforms import Preprocessing, to_model_layout
-from quantlens.errors import DataError
+from quantlens.errors import DataError, UnknownNameError
 
 # ---------------------------------------------------------------- tiny datasets, written to tmp_path
 
@@ -410,7 +410,7 @@ def test_check_decodes_no_image(tmp_path, monkeypatch):
     ("digits:extra", "takes no argument"),
 ])
 def test_check_refuses_bad_specs(spec, pattern):
-    with pytest.raises(DataError, match=pattern):
+    with pytest.raises((DataError, UnknownNameError), match=pattern):  # an unknown kind: as the loader says
         check_data_spec(spec)
 
 

@@ -1,7 +1,9 @@
 """MNIST-style IDX files (MNIST, Fashion-MNIST, KMNIST...), gzipped or raw.
 
-The folder holds `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`
-and `t10k-labels-idx1-ubyte` (each optionally `.gz`); `t10k` becomes the official test split.
+The folder holds `train-images-idx3-ubyte` + `train-labels-idx1-ubyte` and/or `t10k-images-idx3-ubyte`
++ `t10k-labels-idx1-ubyte` (each optionally `.gz`); `t10k` becomes the official test split. A folder
+with only one of the two pairs (e.g. only the `t10k` files) has only that split; an images file
+without its labels file (or the reverse) is refused.
 
 An IDX file is a magic number (0, 0, dtype, ndim), ndim big-endian uint32 sizes, then the data.
 Sizes are multiplied as Python ints: a corrupt header cannot overflow into a plausible size.
@@ -77,11 +79,14 @@ def read_idx_shape(path: Path) -> tuple[int, ...]:
     return shape
 
 
-def _find(folder: Path, stem: str) -> Path:
-    for name in (stem, f"{stem}.gz", stem.replace("-idx", ".idx"), f"{stem.replace('-idx', '.idx')}.gz"):
-        if (folder / name).is_file():
-            return folder / name
-    raise DataError(f"idx: {folder} has no {stem}[.gz]")
+def _names(stem: str) -> tuple[str, ...]:
+    """The file names a stem may take: raw or gzipped, `-idx3-` or `.idx3-` (both are published)."""
+    dotted = stem.replace("-idx", ".idx")
+    return stem, f"{stem}.gz", dotted, f"{dotted}.gz"
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    return next((folder / name for name in _names(stem) if (folder / name).is_file()), None)
 
 
 def idx_folder(argument: str | None) -> Path:
@@ -89,9 +94,23 @@ def idx_folder(argument: str | None) -> Path:
 
 
 def find_files(folder: Path) -> dict[str, tuple[Path, Path]]:
-    """Split -> (images file, labels file)."""
-    return {split: (_find(folder, f"{prefix}-images-idx3-ubyte"), _find(folder, f"{prefix}-labels-idx1-ubyte"))
-            for split, prefix in SPLITS}
+    """Split -> (images file, labels file), for the splits whose two files are present (train, test
+    or both). DataError when a split has one file without the other, or when there is no split."""
+    files = {}
+    for split, prefix in SPLITS:
+        stems = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+        images, labels = (_find(folder, stem) for stem in stems)
+        if images is None and labels is None:
+            continue
+        if images is None or labels is None:
+            present, missing = (images, stems[1]) if labels is None else (labels, stems[0])
+            raise DataError(f"idx: {folder} has {present.name} but no {missing}[.gz]: the {split} split needs both")
+        files[split] = (images, labels)
+    if not files:
+        pairs = " and ".join(f"{p}-images-idx3-ubyte + {p}-labels-idx1-ubyte" for _, p in SPLITS)
+        raise DataError(f"idx: {folder} holds no IDX split: looked for {pairs} (each optionally .gz, "
+                        f"or with .idx3/.idx1)")
+    return files
 
 
 @dataclass(frozen=True)
@@ -103,8 +122,8 @@ class IdxSummary:
 
 def check_files(folder: Path, files: dict[str, tuple[Path, Path]], image_shapes: dict[str, tuple[int, ...]],
                 labels: dict[str, np.ndarray]) -> IdxSummary:
-    """The rules across the four files: (N, H, W) images and (N,) labels per split, as many of each,
-    not empty, one image size, labels that cover their classes."""
+    """The rules across the files of the splits present: (N, H, W) images and (N,) labels per split, as
+    many of each, not empty, one image size, labels that cover their classes."""
     for split, (images_path, labels_path) in files.items():
         shape, n_labels = image_shapes[split], labels[split].shape
         if len(shape) != 3 or 0 in shape[1:]:

@@ -1,8 +1,9 @@
 """MedMNIST v2 npz files (2D sets): official train/val/test splits.
 
 The npz holds `{split}_images` shaped (N, H, W) or (N, H, W, 3) and `{split}_labels` shaped (N, 1)
-or (N,). Multi-label sets (ChestMNIST: (N, 14)) and 3D volumes are refused: quantlens evaluates
-single-label 2D classifiers.
+or (N,), for the splits it has: all three as published, or any of them (e.g. only `test_images` and
+`test_labels`); a split with one of its two arrays and not the other is refused. Multi-label sets
+(ChestMNIST: (N, 14)) and 3D volumes are refused: quantlens evaluates single-label 2D classifiers.
 
 `inspect_npz` applies every rule from the array headers and the (small) label arrays, without
 reading an image array; the loader runs it first, so `check` and the loader agree.
@@ -101,27 +102,44 @@ def _read(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
 @dataclass(frozen=True)
 class NpzSummary:
     sample_shape: tuple[int, int, int]  # (H, W, C)
-    labels: dict[str, np.ndarray]  # split -> (N_split,) int64
+    labels: dict[str, np.ndarray]  # split -> (N_split,) int64, for the splits present (SPLIT_NAMES order)
     class_names: list[str]
 
 
+def present_splits(headers: dict, path: Path) -> list[str]:
+    """The splits (in SPLIT_NAMES order) that have both their arrays; DataError when a split has one
+    without the other, or when no split is there."""
+    splits = []
+    for split in SPLIT_NAMES:
+        keys = [f"{split}_{kind}" for kind in ("images", "labels")]
+        found = [key in headers for key in keys]
+        if all(found):
+            splits.append(split)
+        elif any(found):
+            raise DataError(f"medmnist: {path} has {keys[found.index(True)]} but no {keys[found.index(False)]}")
+    if not splits:
+        wanted = ", ".join(f"{s}_images + {s}_labels" for s in SPLIT_NAMES)
+        raise DataError(f"medmnist: {path} holds no split: looked for {wanted} "
+                        f"(has {', '.join(headers) or 'no arrays'})")
+    return splits
+
+
 def inspect_npz(path: Path) -> NpzSummary:
-    """Every rule, from the headers and labels only: keys, 2D uint8 images of one shape, one label
-    per image, no empty split, integer labels that cover their classes (the known ones, by stem)."""
+    """Every rule, from the headers and labels only: each split present has both keys, 2D uint8 images
+    of one shape, one label per image, no empty split, integer labels that cover their classes (the
+    known ones, by stem)."""
     headers = npz_headers(path)
-    missing = [f"{s}_{k}" for s in SPLIT_NAMES for k in ("images", "labels") if f"{s}_{k}" not in headers]
-    if missing:
-        raise DataError(f"medmnist: {path} lacks {', '.join(missing)} (has {', '.join(headers) or 'no arrays'})")
-    shapes = {s: _sample_shape(*headers[f"{s}_images"], s, path) for s in SPLIT_NAMES}
+    splits = present_splits(headers, path)
+    shapes = {s: _sample_shape(*headers[f"{s}_images"], s, path) for s in splits}
     if len(set(shapes.values())) != 1:
         raise DataError(f"medmnist: {path} splits have different image shapes {sorted(set(shapes.values()))}")
     with _open(path) as npz:
-        labels = {s: _split_labels(_read(npz, f"{s}_labels", path), s, path) for s in SPLIT_NAMES}
-    for s in SPLIT_NAMES:
+        labels = {s: _split_labels(_read(npz, f"{s}_labels", path), s, path) for s in splits}
+    for s in splits:
         check_split_lengths(headers[f"{s}_images"][0][0], len(labels[s]), s, f"medmnist: {path}")
     known = KNOWN_CLASS_NAMES.get(path.stem.split("_")[0].lower())
     names = classes_from_labels(np.concatenate(list(labels.values())), f"medmnist: {path}", known)
-    return NpzSummary(shapes["train"], labels, names)
+    return NpzSummary(shapes[splits[0]], labels, names)
 
 
 @DATASETS.register("medmnist")
@@ -131,9 +149,9 @@ def load_medmnist(argument: str | None) -> ImageSource:
     with _open(path) as npz:
         # (N, H, W[, C]) -> (N, H, W, C); shapes and dtypes were checked from the headers.
         images = np.concatenate([_read(npz, f"{s}_images", path).reshape(-1, *summary.sample_shape)
-                                 for s in SPLIT_NAMES])
+                                 for s in summary.labels])
     splits, ids, start = {}, [], 0
-    for split in SPLIT_NAMES:
+    for split in summary.labels:
         n = len(summary.labels[split])
         splits[split] = np.arange(start, start + n, dtype=np.int64)
         ids.extend(f"{split}/{i}" for i in range(n))
@@ -143,7 +161,7 @@ def load_medmnist(argument: str | None) -> ImageSource:
         name=path.stem,
         spec=f"medmnist:{path}",
         images=images,
-        labels=np.concatenate([summary.labels[s] for s in SPLIT_NAMES]),
+        labels=np.concatenate(list(summary.labels.values())),
         ids=ids,
         class_names=summary.class_names,
         channels=channels,

@@ -1,9 +1,9 @@
 """Train/val/test splits and k-fold cross-validation folds, saved as JSON and reused.
 
-Datasets with official splits keep them (a missing val split is carved from train). Others get
-a seeded stratified split. Generated splits are written under `<run root>/cv_splits/` and read
-back on later runs, so every run of a study sees the same samples in the same roles, whatever
-library versions do to random streams.
+Datasets with official splits keep them (a missing val or test split is carved from train; without
+a train split, the splits present are all there is). Others get a seeded stratified split. Generated
+splits are written under `<run root>/cv_splits/` and read back on later runs, so every run of a study
+sees the same samples in the same roles, whatever library versions do to random streams.
 
 A saved split is keyed by everything it was computed from: the dataset's fingerprint, the exact
 fractions, the seed, the stratification policy, the fold count and, for folds, the very pool of
@@ -119,25 +119,43 @@ def check_disjoint(parts: dict[str, np.ndarray], where: str) -> None:
 
 def holdout_split(source: ImageSource, *, val_fraction: float, test_fraction: float, seed: int,
                   store_dir: Path | None) -> Split:
-    """Official splits where the dataset has them, else a seeded stratified split (saved and reused)."""
+    """The dataset's official splits where it has them, the missing ones carved from its train split
+    (a seeded stratified split, saved and reused); a dataset without official splits is split whole.
+
+    - train, val and test: kept as they are;
+    - no train split (e.g. an IDX folder holding only its t10k files, an npz holding only test arrays):
+      the splits present are kept and the others are empty (there is nothing to carve them from);
+    - train and test: val carved from train (`val_fraction` of it);
+    - train and val: test carved from train (`test_fraction` of it);
+    - train only, or no official split: every sample is split by `test_fraction` and `val_fraction`."""
     official = source.official_splits
     if "train" in official and "test" in official and "val" in official:
         return Split(official["train"], official["val"], official["test"], "official")
-    carve_val = "train" in official and "test" in official
-    kind = "holdout-official-test" if carve_val else "holdout"
-    params = {"kind": kind, "val_fraction": repr(float(val_fraction)), "seed": int(seed),
-              "test_fraction": None if carve_val else repr(float(test_fraction))}
+    if official and "train" not in official:
+        empty = np.zeros(0, dtype=np.int64)
+        present = [name for name in ("val", "test") if name in official]
+        return Split(empty, official.get("val", empty), official.get("test", empty),
+                     f"official {' and '.join(present)}; the data holds no train split")
+    carved = "val" if "test" in official else "test" if "val" in official else None  # from the official train
+    kind = f"holdout-official-{'test' if carved == 'val' else 'val'}" if carved else "holdout"
+    params = {"kind": kind, "val_fraction": None if carved == "test" else repr(float(val_fraction)), "seed": int(seed),
+              "test_fraction": None if carved == "val" else repr(float(test_fraction))}
+    kept = {name: official[name] for name in ("val", "test") if carved and name != carved}  # the official part
     path = _file(store_dir, source, kind, params) if store_dir is not None else None
     saved = _read(path, source, params) if path is not None else None
     if saved is not None:
         train, val, test = (_indices(saved, part, path, len(source)) for part in ("train", "val", "test"))
         check_disjoint({"train": train, "val": val, "test": test}, f"saved split {path}")
-        if carve_val and not np.array_equal(np.sort(test), np.sort(official["test"])):
-            raise DataError(f"saved split {path}: its test part is not the official test split; delete it")
+        for name, indices in kept.items():
+            if not np.array_equal(np.sort({"val": val, "test": test}[name]), np.sort(indices)):
+                raise DataError(f"saved split {path}: its {name} part is not the official {name} split; delete it")
         return Split(train, val, test, origin=str(saved.get("origin")), path=path)
-    if carve_val:  # e.g. IDX: official test, val carved from train
+    if carved == "val":  # e.g. IDX: official test, val carved from train
         train, val = _stratified(official["train"], source.labels, val_fraction, seed)
         test, origin = official["test"], "official test, val carved from train"
+    elif carved == "test":  # e.g. train/ and val/ image folders
+        train, test = _stratified(official["train"], source.labels, test_fraction, seed)
+        val, origin = official["val"], "official val, test carved from train"
     else:
         everything = np.arange(len(source), dtype=np.int64)
         rest, test = _stratified(everything, source.labels, test_fraction, seed)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from quantlens.backends import BACKENDS
 from quantlens.backends.base import Target, package_installed
-from quantlens.data.check import check_data_spec
+from quantlens.data.check import inspect_data_spec
 from quantlens.devices import resolve_device
 from quantlens.errors import ConfigError, QuantlensError, naming_field
 from quantlens.experiments.record import check_run_root
@@ -43,7 +43,7 @@ def check_model_reference(reference: str) -> str:
         raise naming_field("model.name", exc) from None
     if ref.kind in _PACKAGES and not package_installed(_PACKAGES[ref.kind]):
         raise ConfigError(f"model.name: {reference} needs the package {_PACKAGES[ref.kind]!r}, which is not "
-                          f"installed (pip install {_PACKAGES[ref.kind]})")
+                          f"installed (pip install 'quantlens[{_PACKAGES[ref.kind]}]')")
     if ref.kind == "python":
         module, _, attr = ref.name.rpartition(":")
         if not module or not attr:
@@ -102,9 +102,13 @@ def check_experiment(spec: ExperimentSpec) -> list[str]:
     lines.append(f"run root: {check_run_root(spec.output.root)}")
     lines.append(f"device: {resolve_device(spec.device)}")
     try:
-        lines.append(f"data: {check_data_spec(spec.data.source)}")
+        found = inspect_data_spec(spec.data.source)
     except QuantlensError as exc:
         raise naming_field("data.source", exc) from None
+    lines.append(f"data: {found.summary}")
+    positive = spec.eval.positive_index(found.class_names, spec.data.source)
+    if len(found.class_names) == 2:
+        lines.append(f"positive class: {found.class_names[positive]} (index {positive})")
     lines.append(f"model: {check_model_reference(spec.model.name)}")
     built = check_zoo_model(spec)
     if built:

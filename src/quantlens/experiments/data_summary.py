@@ -10,7 +10,8 @@ from typing import ClassVar
 class DataSummary:
     """The dataset (spec, fingerprint, classes, native layout), the split it was carved into, the
     evaluated samples and why, the calibration samples and where they came from, values that had to be
-    lowered (`capped`), the files that could not be decoded, and the subset `eval.max_samples` took (`limit`)."""
+    lowered (`capped`), the files that could not be decoded, the subset `eval.max_samples` took (`limit`)
+    and, for a binary task, which class is positive (`positive_class`)."""
 
     FILE: ClassVar[str] = "data.json"
 
@@ -30,6 +31,8 @@ class DataSummary:
     # eval.max_samples: requested, n, of, seed, stratified_by, class_counts, pool_class_counts, indices;
     # None: every sample of the evaluation split was evaluated
     limit: dict | None = None
+    # a binary task's positive class (eval.positive_class resolved): {"index", "name"}; None with more classes
+    positive_class: dict | None = None
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

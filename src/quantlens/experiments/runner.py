@@ -14,7 +14,7 @@ import torch
 from quantlens import events
 from quantlens.bench.suite import BenchmarkReport
 from quantlens.data import PreparedData, load_source
-from quantlens.errors import ConfigError, QuantlensError, naming_field
+from quantlens.errors import QuantlensError, naming_field
 from quantlens.experiments.check import check_weights
 from quantlens.experiments.data_summary import DataSummary
 from quantlens.experiments.record import RunRecord, prepare_run_root
@@ -22,6 +22,7 @@ from quantlens.experiments.sampling import (
     calibration_indices,
     capped_settings,
     check_held_out,
+    check_training_split,
     checkpoint_split,
     describe_limit,
     eval_indices,
@@ -90,9 +91,10 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
         source = load_source(spec.data.source)
     except QuantlensError as exc:
         raise naming_field("data.source", exc) from None
-    if source.num_classes == 2 and spec.eval.positive_class > 1:
-        raise ConfigError(f"eval.positive_class is {spec.eval.positive_class}, but {source.spec} has two classes "
-                          f"(0: {source.class_names[0]}, 1: {source.class_names[1]})")
+    # The stages read an index: a class name (or the default) is resolved once, here.
+    positive = spec.eval.positive_index(source.class_names, source.spec)
+    binary = source.num_classes == 2
+    spec = spec.model_copy(update={"eval": spec.eval.model_copy(update={"positive_class": positive})})
     setup = prepare_model(spec, source)
     if setup.random_weights(spec) and spec.eval.enabled:
         events.warn(f"{spec.model.name} has RANDOM weights (no model.weights / --weights, no training): its "
@@ -104,6 +106,7 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
     split = holdout(spec, source, root) if needs_split else None
     trained_on = checkpoint_split(spec, source, setup, root)
     if spec.train.enabled:
+        check_training_split(source, split)
         check_folds(spec, split)
     split_name, indices, reason = eval_indices(spec, source, split, trained_on)
     calib_idx, calib_origin, selection_idx = None, None, None
@@ -124,7 +127,9 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
                         f"(listed in {record.run_id}/data.json)")
         resolved = spec.model_copy(update={"data": spec.data.model_copy(update={
             "image_size": setup.preprocessing.size[0], "channels": setup.preprocessing.channels,
-            "mean": setup.preprocessing.normalization.mean, "std": setup.preprocessing.normalization.std})})
+            "mean": setup.preprocessing.normalization.mean, "std": setup.preprocessing.normalization.std}),
+            # the index for a binary task; left out for more classes, where giving it is an error
+            "eval": spec.eval.model_copy(update={"positive_class": positive if binary else None})})
         record.write_text("config.yaml", resolved.to_yaml())
         data = PreparedData.from_source(source, setup.preprocessing)
         capped = capped_settings(spec, len(indices), None if calib_idx is None else len(calib_idx),
@@ -151,7 +156,8 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
                                                         "indices": [int(i) for i in calib_idx]},
             selection=None if selection_idx is None else {"n": len(selection_idx), "metric": spec.selection.metric,
                                                           "indices": [int(i) for i in selection_idx]},
-            capped=capped, skipped_files=[{"file": f, "reason": r} for f, r in source.skipped], limit=limit)
+            capped=capped, skipped_files=[{"file": f, "reason": r} for f, r in source.skipped], limit=limit,
+            positive_class={"index": positive, "name": source.class_names[positive]} if binary else None)
         record.write_json(DataSummary.FILE, summary.to_dict())
         weights = Setup.weights_origin(spec)
         ctx = RunContext(spec=spec, source=source, data=data, setup=setup, root=root, record=record, split=split,

@@ -2,8 +2,9 @@
 
 Evaluation uses the dataset's official test split, else the held-out test split of a training
 run (this one's, or the one recorded in the checkpoint's sidecar), else every sample.
-Calibration samples are never evaluated: they come from a training split, or are held out of
-the evaluation samples (for FP32 too, so every comparison stays paired). `eval.max_samples` then
+Calibration samples are never evaluated: they come from a training split (less any sample that is
+evaluated), or, when that leaves none (a dataset holding only its test split), are held out of the
+evaluation samples (for FP32 too, so every comparison stays paired). `eval.max_samples` then
 evaluates a stratified, seeded subset of what is left (`limit_samples`), so it never overlaps them.
 """
 
@@ -17,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from quantlens.data import Split, holdout_split
 from quantlens.data.source import ImageSource
 from quantlens.data.splits import check_disjoint
-from quantlens.errors import DataError
+from quantlens.errors import ConfigError, DataError
 from quantlens.experiments.setup import Setup
 from quantlens.experiments.spec import ExperimentSpec
 
@@ -50,6 +51,9 @@ def eval_indices(spec: ExperimentSpec, source: ImageSource, split: Split | None,
     wanted = spec.eval.split
     if wanted != "auto":
         indices = np.arange(len(source)) if wanted == "all" else split.get(wanted, len(source))
+        if len(indices) == 0:
+            raise ConfigError(f"eval.split is {wanted!r}, but {source.spec} has no {wanted} samples "
+                              f"({describe_parts(source, split)})")
         return wanted, indices, "eval.split"
     if "test" in source.official_splits:
         return "test", source.official_splits["test"], "the dataset's official test split"
@@ -58,6 +62,21 @@ def eval_indices(spec: ExperimentSpec, source: ImageSource, split: Split | None,
     if trained_on is not None:
         return "test", trained_on.test, "the held-out test split the checkpoint's training run used"
     return "all", np.arange(len(source)), "no test split defined: every sample"
+
+
+def check_training_split(source: ImageSource, split: Split) -> None:
+    """ConfigError naming train.enabled when the data has no samples to train on (e.g. only a test split)."""
+    if len(split.train) == 0:
+        raise ConfigError(f"train.enabled: {source.spec} has no train samples to train on "
+                          f"({describe_parts(source, split)})")
+
+
+def describe_parts(source: ImageSource, split: Split) -> str:
+    """The splits that hold samples and where they came from, e.g. 'it holds test 10000: official test;
+    the data holds no train split' -- for an error naming a split that is not there."""
+    sizes = {name: len(split.get(name, len(source))) for name in ("train", "val", "test")}
+    parts = [f"{name} {n}" for name, n in sizes.items() if n]
+    return f"it holds {', '.join(parts) or 'no split'}: {split.origin}"
 
 
 def calibration_indices(spec: ExperimentSpec, source: ImageSource, split: Split | None, trained_on: Split | None,
@@ -71,6 +90,10 @@ def calibration_indices(spec: ExperimentSpec, source: ImageSource, split: Split 
     elif trained_on is not None:
         pool, origin = trained_on.train, "the checkpoint's training split"
     else:
+        pool, origin = eval_idx[:0], None
+    # Never the evaluated samples: e.g. `eval.split: train`, or a dataset holding only a train split.
+    pool = np.setdiff1d(pool, eval_idx)
+    if len(pool) == 0:  # e.g. a dataset holding only its test split: hold calibration out of what is evaluated
         take = min(wanted, len(eval_idx) // 2)
         labels = source.labels[eval_idx]
         present = np.bincount(labels)[np.bincount(labels) > 0]

@@ -6,21 +6,33 @@ import io
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from quantlens.experiments.record import RunRecord
 from quantlens.experiments.runner import RunOutcome
 from quantlens.experiments.stages import CrossValidationResult, EvaluationResult, FormatRow, SimulationSummary
+from quantlens.metrics.classification import ClassificationMetrics
 
 
 def _fmt(value, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def positive_class_name(metrics: ClassificationMetrics) -> str | None:
+    """'pneumonia (index 1)' for a binary task, else None. The index is the class's place in
+    `per_class`, which lists the classes in their order."""
+    if not metrics.binary:
+        return None
+    names = list(metrics.per_class)
+    index = f" (index {names.index(metrics.positive_class)})" if metrics.positive_class in names else ""
+    return f"{metrics.positive_class}{index}"
+
+
 def metrics_table(evaluation: EvaluationResult, title: str) -> Table:
     """FP32's metrics; every value a fraction in [0, 1], as the caption says."""
     m = evaluation.metrics
-    caption = "frac: fractions in [0, 1]" + (f"; sens/spec: sensitivity and specificity, {m.positive_class!r} "
-                                             f"the positive class" if m.binary else "")
+    caption = "frac: fractions in [0, 1]" + ("; sens/spec: sensitivity and specificity of the positive class"
+                                             if m.binary else "")
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     columns = ["split", "n\n(images)", "top-1\n(frac)", "top-5\n(frac)", "macro F1\n(frac)", "AUROC\n(frac)",
                "ECE\n(frac)", "mean conf\n(frac)"]
@@ -32,6 +44,13 @@ def metrics_table(evaluation: EvaluationResult, title: str) -> Table:
         table.add_column(c, justify="right")
     table.add_row(*(_fmt(v) for v in values))
     return table
+
+
+def metrics_view(evaluation: EvaluationResult, title: str) -> Group:
+    """`metrics_table` and, for a binary task, the line naming its positive class, e.g.
+    'positive class: pneumonia (index 1)' (a line of its own: a caption would wrap it)."""
+    name = positive_class_name(evaluation.metrics)
+    return Group(metrics_table(evaluation, title), *([Text(f"positive class: {name}")] if name else []))
 
 
 def cross_validation_table(cv: CrossValidationResult) -> Table:
@@ -104,7 +123,8 @@ def simulation_tables(outcome: RunOutcome, title: str) -> list[Table]:
              "f1": "F1", "mean_confidence": "mean conf", "ece": "ECE", "prediction_agreement": "agree"}
     values = _sim_table(title, [f"{names[k]}\n(frac)" for k in value_keys],
                         caption="frac: fractions in [0, 1]; agree: share of samples where the format predicts "
-                                "FP32's class" + ("; F1 of the positive class" if binary else ""))
+                                "FP32's class" + (f"; sens, spec, F1: of the positive class, {positive_class_name(m)}"
+                                                  if binary and m.binary else ""))
     reference = {**{k: getattr(m, k, None) for k in value_keys}, **fp32, "prediction_agreement": None}
     values.add_row("fp32", *(_fmt(reference[k]) for k in value_keys))
     for row in rows:
@@ -203,7 +223,7 @@ def write_text_summary(record: RunRecord, outcome: RunOutcome) -> None:
     if outcome.training is not None and outcome.training.cross_validation is not None:
         console.print(cross_validation_table(outcome.training.cross_validation))
     if outcome.evaluation is not None:
-        console.print(metrics_table(outcome.evaluation, "FP32"))
+        console.print(metrics_view(outcome.evaluation, "FP32"))
     if outcome.simulation is not None:
         console.print(simulation_table(outcome, "simulated formats vs FP32 (same samples)"))
     if outcome.peers is not None:
