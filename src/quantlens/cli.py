@@ -25,6 +25,8 @@ from quantlens.cli_options import (
     OutputKind,
     OutputKindOption,
     PixelScaleOption,
+    PositiveClassOption,
+    PretrainedOption,
     Split,
     StdOption,
 )
@@ -77,14 +79,14 @@ def _run(spec, check: bool = False) -> None:
     from quantlens.experiments.runner import run_experiment
     from quantlens.progress_view import ProgressView
     from quantlens.report.bench_tables import print_benchmark
-    from quantlens.report.tables import cross_validation_table, metrics_table, simulation_table
+    from quantlens.report.tables import cross_validation_table, metrics_view, simulation_table
 
     with ProgressView(err) as view, events.listening(view):
         outcome = run_experiment(spec, reporters=[_write_reports])
     if outcome.training is not None and outcome.training.cross_validation is not None:
         out.print(cross_validation_table(outcome.training.cross_validation))
     if outcome.evaluation is not None:
-        out.print(metrics_table(outcome.evaluation, f"{spec.model.name} on {spec.data.source}"))
+        out.print(metrics_view(outcome.evaluation, f"{spec.model.name} on {spec.data.source}"))
     if outcome.simulation is not None:
         out.print(simulation_table(outcome, f"simulated formats vs FP32 on the same "
                                             f"{outcome.evaluation.metrics.n} samples"))
@@ -105,7 +107,8 @@ def _spec(values: dict, origin: str):
 
 @app.command()
 def run(config: Path | None = typer.Argument(None, help="experiment YAML; none runs the default experiment"),
-        out_root: str | None = OutOption, limit: int | None = LimitOption, check: bool = CheckOption) -> None:
+        out_root: str | None = OutOption, limit: int | None = LimitOption,
+        positive_class: str | None = PositiveClassOption, check: bool = CheckOption) -> None:
     """Run an experiment from a YAML file (or the default experiment on scikit-learn's digits)."""
     from quantlens.experiments.defaults import default_spec
     from quantlens.experiments.spec import load_spec_with_notes
@@ -117,13 +120,16 @@ def run(config: Path | None = typer.Argument(None, help="experiment YAML; none r
         spec = _spec({**spec.to_dict(), "output": {**spec.output.model_dump(), "root": out_root}}, "--out")
     if limit is not None:
         spec = _spec({**spec.to_dict(), "eval": {**spec.eval.model_dump(), "max_samples": limit}}, "--limit")
+    if positive_class is not None:
+        spec = _spec({**spec.to_dict(), "eval": {**spec.eval.model_dump(), "positive_class": positive_class}},
+                     "--positive-class")
     _run(spec, check)
 
 
 
 def _model_block(name: str, weights: str | None, output: str, mean: str | None, std: str | None,
-                 pixel_scale: float | None, layout: str) -> dict:
-    return {"name": name, "weights": weights, "output": output, "input_layout": layout,
+                 pixel_scale: float | None, layout: str, pretrained: bool) -> dict:
+    return {"name": name, "weights": weights, "output": output, "input_layout": layout, "pretrained": pretrained,
             **_given(mean=mean, std=std, pixel_scale=pixel_scale)}
 
 
@@ -137,12 +143,14 @@ def evaluate(model: str = typer.Option(..., help=MODEL_HELP),
              name: str = typer.Option("eval", help="run name"),
              output_kind: OutputKind = OutputKindOption, mean: str | None = MeanOption, std: str | None = StdOption,
              pixel_scale: float | None = PixelScaleOption, input_layout: Layout = LayoutOption,
-             limit: int | None = LimitOption, device: str = DeviceOption, out_root: str | None = OutOption,
-             check: bool = CheckOption) -> None:
+             pretrained: bool = PretrainedOption,
+             limit: int | None = LimitOption, positive_class: str | None = PositiveClassOption,
+             device: str = DeviceOption, out_root: str | None = OutOption, check: bool = CheckOption) -> None:
     """Evaluate a model (usually with --weights) and write a run record."""
     _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
-                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout),
-                "eval": {"split": split, "batch_size": batch_size, "max_samples": limit},
+                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout, pretrained),
+                "eval": {"split": split, "batch_size": batch_size, "max_samples": limit,
+                         **_given(positive_class=positive_class)},
                 "output": {"root": out_root}}, "eval"), check)
 
 
@@ -154,10 +162,11 @@ def train(model: str = typer.Option(...), data: str = typer.Option(...),
           augment: str = typer.Option("", help="comma-separated: flip,crop"),
           folds: int = typer.Option(1, help=">= 2 runs k-fold cross-validation"),
           weights: str | None = typer.Option(None, help="initial weights (fine-tuning)"),
+          pretrained: bool = PretrainedOption,
           image_size: int | None = typer.Option(None), seed: int = typer.Option(0),
           name: str = typer.Option("train", help="run name"), device: str = DeviceOption,
           out_root: str | None = OutOption, limit: int | None = LimitOption,
-          check: bool = CheckOption) -> None:
+          positive_class: str | None = PositiveClassOption, check: bool = CheckOption) -> None:
     """Train a model (FP32) with a validation split; keep the best checkpoint; evaluate on the test split."""
     train_block = {"enabled": True, "epochs": epochs, "optimizer": optimizer, "batch_size": batch_size,
                    "patience": patience, "folds": folds}
@@ -166,8 +175,9 @@ def train(model: str = typer.Option(...), data: str = typer.Option(...),
     _run(_spec({"name": name, "seed": seed, "device": device,
                 "data": {"source": data, "image_size": image_size,
                          "augment": [a.strip() for a in augment.split(",") if a.strip()]},
-                "model": {"name": model, "weights": weights}, "train": train_block,
-                "eval": {"max_samples": limit}, "output": {"root": out_root}}, "train"), check)
+                "model": {"name": model, "weights": weights, "pretrained": pretrained}, "train": train_block,
+                "eval": {"max_samples": limit, **_given(positive_class=positive_class)},
+                "output": {"root": out_root}}, "train"), check)
 
 
 def _csv(value: str) -> list[str]:
@@ -230,8 +240,9 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
              name: str = typer.Option("simulate", help="run name"),
              output_kind: OutputKind = OutputKindOption, mean: str | None = MeanOption, std: str | None = StdOption,
              pixel_scale: float | None = PixelScaleOption, input_layout: Layout = LayoutOption,
-             limit: int | None = LimitOption, device: str = DeviceOption, out_root: str | None = OutOption,
-             check: bool = CheckOption) -> None:
+             pretrained: bool = PretrainedOption,
+             limit: int | None = LimitOption, positive_class: str | None = PositiveClassOption,
+             device: str = DeviceOption, out_root: str | None = OutOption, check: bool = CheckOption) -> None:
     """Evaluate FP32 and simulated number formats side by side on the same samples.
 
     Options left out keep the recipe's defaults (a block format such as mxfp4 or nvfp4 brings its
@@ -252,9 +263,10 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
         entry["passes"] = _csv(passes)
     entries = [{**entry, "format": fmt} for fmt in _csv(format)]
     _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
-                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout),
+                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout, pretrained),
                 "quantization": entries,
-                "eval": {"split": split, "batch_size": batch_size, "max_samples": limit},
+                "eval": {"split": split, "batch_size": batch_size, "max_samples": limit,
+                         **_given(positive_class=positive_class)},
                 "output": {"root": out_root}}, "simulate"),
          check)
 
@@ -327,6 +339,8 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
                                                 "subset of N samples of --data (eval.max_samples)"),
           output_kind: OutputKind = OutputKindOption, mean: str | None = MeanOption, std: str | None = StdOption,
           pixel_scale: float | None = PixelScaleOption, input_layout: Layout = LayoutOption,
+             pretrained: bool = PretrainedOption,
+          positive_class: str | None = PositiveClassOption,
           name: str = typer.Option("bench", help="run name"), out_root: str | None = OutOption,
           check: bool = CheckOption) -> None:
     """Latency and throughput of real backends, side by side, with confidence intervals."""
@@ -334,7 +348,8 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
     from quantlens.recipes.benchmark import parse_batch_sizes, parse_name_list, parse_profile_pairs, parse_threads
 
     if data == "synthetic":
-        shape = bench_input(model, weights or None, classes=num_classes, channels=in_channels, size=image_size)
+        shape = bench_input(model, weights or None, classes=num_classes, channels=in_channels, size=image_size,
+                            pretrained=pretrained)
         err.print(f"synthetic data: {shape.classes} classes, {shape.channels}x{shape.size}x{shape.size} "
                   f"(from {shape.origin})", highlight=False, markup=False)
         data = shape.data_spec()
@@ -342,8 +357,9 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
              "threads": parse_threads(threads), "rounds": rounds, "stages": stages,
              "profile": parse_profile_pairs(profile) if profile else ()}
     _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
-                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout),
-                "eval": {"enabled": evaluate and not data.startswith("synthetic"), "max_samples": limit},
+                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout, pretrained),
+                "eval": {"enabled": evaluate and not data.startswith("synthetic"), "max_samples": limit,
+                         **_given(positive_class=positive_class)},
                 "benchmark": block, "output": {"root": out_root}}, "bench"), check)
 
 

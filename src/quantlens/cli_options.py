@@ -13,6 +13,10 @@ CheckOption = typer.Option(False, "--check", help="validate the config, data, mo
 LimitOption = typer.Option(None, "--limit", min=1, metavar="N",
                            help="evaluate a stratified (by class), seeded subset of N samples (eval.max_samples), "
                                 "drawn after calibration samples are set aside; default: every sample")
+PositiveClassOption = typer.Option(None, "--positive-class", metavar="CLASS",
+                                   help="binary tasks: the class treated as positive (sensitivity, specificity, "
+                                        "AUROC, F1), by name or index (eval.positive_class); default: the second "
+                                        "class (index 1)")
 
 Split = Literal["auto", "train", "val", "test", "all"]
 MODEL_HELP = ("zoo name, python:<module>:<callable>, onnx:<file> (or a path ending in .onnx), timm:<name>, "
@@ -25,3 +29,6 @@ MeanOption = typer.Option(None, help="per-channel mean the model expects, comma-
 StdOption = typer.Option(None, help="per-channel std, comma-separated (with --mean)")
 PixelScaleOption = typer.Option(None, help="a white pixel's value for the model: 1 ([0, 1]) or 255 (raw pixels)")
 LayoutOption = typer.Option("auto", "--input-layout", help="an ONNX file's input layout (auto: from the file)")
+PretrainedOption = typer.Option(False, "--pretrained", help="timm:/torchvision: models: the weights the package ships, "
+                                                            "from its local cache (never downloaded), with the "
+                                                            "model's own resize, crop and statistics")

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from quantlens.archives import check_archive_sizes
+from quantlens.data.transforms import ResizeRule
 from quantlens.errors import CheckpointError, DataError
 from quantlens.models.check import check_weights_file
 from quantlens.models.checkpoints import load_weights, read_state_dict
@@ -133,6 +134,11 @@ def test_sidecar_round_trip(tmp_path):
     bare.save(weights)
     assert CheckpointSidecar.find(weights) == bare
     assert CheckpointSidecar.find(tmp_path / "other.pt") is None
+    assert bare.resize_rule == ResizeRule()  # sidecars written before resize rules were recorded
+    cropped = CheckpointSidecar(**{**vars(sidecar), "resize": {"mode": "shorter_side", "scale": [10, 10],
+                                                               "interpolation": "bicubic", "antialias": True}})
+    cropped.save(weights)
+    assert CheckpointSidecar.find(weights).resize_rule == ResizeRule("shorter_side", (10, 10), "bicubic", True)
 
 
 @pytest.mark.parametrize(("content", "fragment"), [
@@ -203,6 +209,11 @@ def _edit(**changes) -> dict:
     (_edit(split={"val_fraction": 0.1, "test_fraction": 0.1, "split_seed": 1.0}), "split must be"),
     (_edit(options=[]), "options must be an object, not []"),
     (_edit(data_spec=None), "data_spec must be a string, not null"),
+    (_edit(resize={"mode": "crop", "scale": None, "interpolation": "bilinear", "antialias": True}), "resize must be"),
+    (_edit(resize={"mode": "shorter_side", "scale": [256], "interpolation": "bilinear", "antialias": True}),
+     "resize must be"),
+    (_edit(resize={"mode": "squash", "scale": None, "interpolation": "lanczos", "antialias": True}), "resize must"),
+    (_edit(resize={"mode": "squash", "scale": None, "interpolation": "bilinear"}), "resize must be"),
 ])
 def test_sidecar_invalid_values_refused(tmp_path, values, fragment):
     weights, name = _write_sidecar(tmp_path, values)

@@ -1,7 +1,7 @@
 """The transform chain, written with torch ops: channels -> size -> (augmentation) -> normalisation.
 
-The deterministic part (channel conversion and resize) is applied once to the whole dataset and
-kept as uint8, (N, C, H, W); augmentation and normalisation run per batch on the fly.
+The deterministic part (channel conversion, resize and crop) is applied once to the whole dataset
+and kept as uint8, (N, C, H, W); augmentation and normalisation run per batch on the fly.
 """
 
 from __future__ import annotations
@@ -19,21 +19,79 @@ from quantlens.data.source import Normalization
 # ITU-R 601-2 luma weights (what Pillow's convert("L") uses).
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 AUGMENTATIONS = ("flip", "crop")
+RESIZE_MODES = ("squash", "shorter_side")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+@dataclass(frozen=True)
+class ResizeRule:
+    """How an image of any size becomes the model's (H, W) (`Preprocessing.size`).
+
+    squash: each side scaled to `scale` (h, w), the aspect ratio not kept, then the centre (H, W) taken
+    (timm's crop_mode 'squash'); `scale` None is (H, W) itself: no crop (quantlens's default).
+    shorter_side: the shorter side scaled to s (`scale` is (s, s)) and the longer to int(s * long / short),
+    the aspect ratio kept (torchvision's Resize(s)), then the centre (H, W) taken (torchvision's
+    classification presets, timm's crop_mode 'center').
+    The centre crop starts at round((in - out) / 2) on each axis (Python's round, half to even), as
+    torchvision's CenterCrop. Resizing is
+    F.interpolate on float pixels (align_corners=False), antialiased when shrinking with `antialias`
+    (bilinear and bicubic; nearest has no antialiasing), as torchvision resizes tensors.
+    """
+
+    mode: str = "squash"
+    scale: tuple[int, int] | None = None
+    interpolation: str = "bilinear"
+    antialias: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in RESIZE_MODES:
+            raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {self.mode!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
+        if self.scale is not None:
+            object.__setattr__(self, "scale", (int(self.scale[0]), int(self.scale[1])))
+            if min(self.scale) < 1:
+                raise ValueError(f"resize scale must be positive, got {self.scale}")
+        if self.mode == "shorter_side" and (self.scale is None or self.scale[0] != self.scale[1]):
+            raise ValueError(f"shorter_side resizing needs one length, given as (s, s), got {self.scale}")
+
+    def resized_shape(self, height: int, width: int, size: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) an image of `height` x `width` is resized to, before the centre crop to `size`."""
+        if self.mode == "squash":
+            return self.scale or tuple(size)
+        s = self.scale[0]
+        if width <= height:  # torchvision: the longer side truncated, not rounded
+            return int(s * height / width), s
+        return s, int(s * width / height)
+
+    def describe(self, size: tuple[int, int]) -> str:
+        how = self.interpolation + (", antialiased" if self.antialias and self.interpolation != "nearest" else "")
+        if self.mode == "squash":
+            scale = self.scale or tuple(size)
+            crop = "" if scale == tuple(size) else f", centre crop {size[0]}x{size[1]}"
+            return f"squash to {scale[0]}x{scale[1]} ({how}){crop}"
+        return f"shorter side to {self.scale[0]} ({how}), centre crop {size[0]}x{size[1]}"
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """What a model needs its input to look like: (channels, height, width) and statistics."""
+    """What a model needs its input to look like: (channels, height, width), how an image reaches that
+    size, and statistics."""
 
     channels: int
     size: tuple[int, int]
     normalization: Normalization
+    resize: ResizeRule = ResizeRule()
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if len(self.normalization.mean) != self.channels:
             object.__setattr__(self, "normalization", self.normalization.for_channels(self.channels))
+        r = self.resize
+        # a crop larger than the resized image would need padding, which neither rule does
+        if r.scale is not None and (r.scale[0] < self.size[0] or r.scale[1] < self.size[1]):
+            raise ValueError(f"resize scale {r.scale} is smaller than the crop {tuple(self.size)}")
 
 
 def _convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -46,10 +104,16 @@ def _convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     return (x * _LUMA).sum(dim=1, keepdim=True)
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+def _resize(x: torch.Tensor, size: tuple[int, int], rule: ResizeRule) -> torch.Tensor:
+    """x: (B, C, H_in, W_in) float -> (B, C, *size): resized by `rule`, then centre-cropped to `size`."""
+    target = tuple(rule.resized_shape(x.shape[-2], x.shape[-1], size))
+    if tuple(x.shape[-2:]) != target:
+        if rule.interpolation == "nearest":
+            x = F.interpolate(x, size=target, mode="nearest")
+        else:
+            x = F.interpolate(x, size=target, mode=rule.interpolation, align_corners=False, antialias=rule.antialias)
+    top, left = int(round((target[0] - size[0]) / 2.0)), int(round((target[1] - size[1]) / 2.0))
+    return x[..., top:top + size[0], left:left + size[1]]
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +124,7 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
 def to_model_layout(images: np.ndarray | Sequence[np.ndarray], prep: Preprocessing,
                     chunk: int = 1024) -> torch.Tensor:
     """uint8 images -- (N, H, W, C), or a list of (H_i, W_i, C_i) -- as a (N, C, H, W) uint8 tensor
-    at the model's channels and size."""
+    at the model's channels and size (resized and cropped by `prep.resize`)."""
     n = len(images)
     out = torch.empty((n, prep.channels, *prep.size), dtype=torch.uint8)
     with events.task(f"preparing images at {prep.channels}x{prep.size[0]}x{prep.size[1]}", total=n,
@@ -68,12 +132,13 @@ def to_model_layout(images: np.ndarray | Sequence[np.ndarray], prep: Preprocessi
         if isinstance(images, np.ndarray):
             for start in range(0, n, chunk):
                 block = torch.from_numpy(images[start:start + chunk]).permute(0, 3, 1, 2).float()
-                out[start:start + chunk] = _to_uint8(_resize(_convert_channels(block, prep.channels), prep.size))
+                resized = _resize(_convert_channels(block, prep.channels), prep.size, prep.resize)
+                out[start:start + chunk] = _to_uint8(resized)
                 progress.advance(len(block))
         else:
             for i, image in enumerate(images):
                 x = torch.from_numpy(image).permute(2, 0, 1)[None].float()  # (1, C, H, W)
-                out[i] = _to_uint8(_resize(_convert_channels(x, prep.channels), prep.size))[0]
+                out[i] = _to_uint8(_resize(_convert_channels(x, prep.channels), prep.size, prep.resize))[0]
                 progress.advance()
     return out
 

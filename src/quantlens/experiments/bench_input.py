@@ -1,7 +1,8 @@
 """What synthetic benchmark data must look like for a checkpoint: classes, channels and input size.
 
 `quantlens bench --weights w` has no dataset to say how many classes the model has. The checkpoint's
-sidecar says it when quantlens trained it (as for `eval`); otherwise the class count is read from
+sidecar says it when quantlens trained it (as for `eval`), an ONNX file or pretrained weights say it
+themselves; otherwise the class count is read from
 the checkpoint itself: the output rows of the model's last linear layer (or last convolution, for
 classifiers that end in one), under that layer's name in the checkpoint.
 """
@@ -15,6 +16,7 @@ from torch import nn
 from quantlens.errors import ConfigError
 from quantlens.models.build import ModelRef, build_model
 from quantlens.models.checkpoints import read_state_dict
+from quantlens.models.pretrained import resolve_pretrained
 from quantlens.models.sidecar import CheckpointSidecar
 
 DEFAULT_CLASSES = 1000  # ImageNet's, for a model without weights: speed does not depend on it
@@ -51,9 +53,14 @@ def infer_num_classes(model_name: str, weights: str, channels: int, size: int) -
 
 
 def bench_input(model_name: str, weights: str | None, *, classes: int | None, channels: int | None,
-                size: int | None) -> BenchInput:
-    """Given values win; then the sidecar; then, for classes, the checkpoint; then the defaults."""
+                size: int | None, pretrained: bool = False) -> BenchInput:
+    """Given values win; then the ONNX file, the sidecar or the pretrained weights; then, for classes, the
+    checkpoint; then the defaults."""
     ref = ModelRef.parse(model_name)
+    if pretrained and ref.kind in ("timm", "torchvision"):  # the weights' head and their own input size
+        weights_found = resolve_pretrained(ref.kind, ref.name)
+        return BenchInput(classes or weights_found.num_classes, channels or DEFAULT_CHANNELS,
+                          size or weights_found.preprocessing.size[0], f"{weights_found.label} pretrained weights")
     if ref.kind == "onnx":  # the file says its classes and input shape where it fixes them
         file = ref.onnx_file()
         file_channels, height, _ = file.input.dims(file.input.layout or "nchw")

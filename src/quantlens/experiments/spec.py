@@ -15,10 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from quantlens.backends import BACKENDS
-from quantlens.data.registry import DATASETS, parse_spec
+from quantlens.data.registry import loader_for
 from quantlens.errors import ConfigError, QuantlensError
 from quantlens.experiments.config_file import read_config_file
 from quantlens.models.build import ModelRef
@@ -36,6 +44,7 @@ SPEC_VERSION = 1
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MAX_NAME_LENGTH = 100
 MAX_IMAGE_SIDE = 4096
+DEFAULT_POSITIVE_CLASS = 1  # a binary task's second class, e.g. MedMNIST's "pneumonia" after "normal"
 
 
 def _non_empty(value: str | None) -> str | None:
@@ -74,8 +83,7 @@ class DataConfig(Block):
     @classmethod
     def _known_kind(cls, value: str) -> str:
         try:
-            kind, _ = parse_spec(value)
-            DATASETS.get(kind)
+            loader_for(value)
         except QuantlensError as exc:
             raise ValueError(str(exc)) from None
         return value
@@ -101,6 +109,9 @@ class ModelConfig(Block):
                                                  "ending in .onnx), 'timm:<name>' or 'torchvision:<name>'")
     weights: OptionalPath = Field(None, description="checkpoint (state_dict, {'state_dict':...}, Lightning .ckpt, "
                                                   "safetensors); loaded with weights_only=True")
+    pretrained: bool = Field(False, description="timm:<name> / torchvision:<name> only: load the weights the package "
+                                                "ships, from its local cache (never downloaded), and default to the "
+                                                "model's own input size, resize and crop, interpolation, mean and std")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments of the model factory")
     output: Literal["auto", "logits", "probabilities", "log_probabilities"] = Field(
         "auto", description="what the model returns; auto: an ONNX file's metadata, else detected on real samples "
@@ -122,6 +133,22 @@ class ModelConfig(Block):
             ModelRef.parse(value)
         except QuantlensError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained_source(cls, value: bool, info: ValidationInfo) -> bool:
+        name = info.data.get("name")
+        if not value or name is None:  # a bad name is reported on its own
+            return value
+        kind = ModelRef.parse(name).kind
+        if kind not in ("timm", "torchvision"):
+            where = {"onnx": "the file", "zoo": "model.weights"}.get(kind, "its own code or model.weights")
+            raise ValueError(f"applies to timm:<name> and torchvision:<name> models; {name} is "
+                             f"{'an' if kind == 'onnx' else 'a'} {kind} model, whose weights come from {where}")
+        if info.data.get("weights"):
+            raise ValueError("true and model.weights both give the weights; give one of them (a checkpoint "
+                             "fine-tuned from pretrained weights is loaded with model.weights alone)")
         return value
 
     @field_validator("mean", "std", mode="before")
@@ -150,12 +177,50 @@ class EvalConfig(Block):
         "auto", description="auto: the test split when the data or the checkpoint's training run defines one, "
                             "else all samples")
     batch_size: int = Field(256, ge=1)
-    positive_class: int = Field(1, ge=0, description="class index treated as positive in binary metrics")
+    positive_class: int | str | None = Field(
+        None, description="binary tasks: the class treated as positive (sensitivity, specificity, AUROC, F1), "
+                          "by index (0 or 1) or name; default: the second class (index 1); refused for tasks with "
+                          "more than two classes")
     ece_bins: int = Field(15, ge=2)
     max_samples: int | None = Field(
         None, ge=1, description="evaluate a stratified (by class, proportional), seeded (`seed`) subset of this "
                                 "many samples, drawn after calibration and selection samples are set aside (with "
                                 "`selection:`, from the confirmation split); default: every sample")
+
+    @field_validator("positive_class")
+    @classmethod
+    def _class_reference(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"a class index is 0 or more, got {value}")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty class name; give a class name or index, or leave the key out")
+        return value
+
+    def positive_index(self, class_names: list[str], data: str) -> int:
+        """The index of the positive class among `class_names` (of the data `data`, for messages).
+
+        A string is a class name when one matches exactly, else a decimal index (the command line gives
+        strings); an int is an index. Without a value: index 1. ConfigError naming eval.positive_class
+        and listing the classes when the value is given for a task with more than two classes, names no
+        class, or is an index out of range."""
+        value = self.positive_class
+        classes = ", ".join(f"{i}: {name}" for i, name in enumerate(class_names[:12]))
+        classes += f", ... ({len(class_names)} classes)" if len(class_names) > 12 else ""
+        shown = repr(value) if isinstance(value, str) else str(value)
+        if len(class_names) != 2:
+            if value is None:
+                return DEFAULT_POSITIVE_CLASS  # unused: multi-class metrics have no positive class
+            raise ConfigError(f"eval.positive_class is {shown}, but it applies to binary tasks only and {data} has "
+                              f"{len(class_names)} classes ({classes}); leave it out")
+        if value is None:
+            return DEFAULT_POSITIVE_CLASS
+        if isinstance(value, str) and value in class_names:
+            return class_names.index(value)
+        index = int(value) if isinstance(value, int) or value.strip().isdecimal() else None
+        if index is None or index >= len(class_names):
+            what = "names no class" if index is None else "is not a class index"
+            raise ConfigError(f"eval.positive_class is {shown}, which {what} of {data} (classes: {classes})")
+        return index
 
 
 class AnalysisConfig(Block):

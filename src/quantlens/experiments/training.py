@@ -10,7 +10,7 @@ import torch
 from quantlens.data import PreparedData, Split, kfold_splits
 from quantlens.data.source import ImageSource
 from quantlens.data.splits import check_disjoint
-from quantlens.data.transforms import Augmentation
+from quantlens.data.transforms import Augmentation, ResizeRule
 from quantlens.errors import ConfigError
 from quantlens.experiments.record import RunRecord
 from quantlens.experiments.sampling import split_settings
@@ -25,6 +25,14 @@ CHECKPOINT = "checkpoints/best.safetensors"
 CV_METRICS = ("top1", "top5", "macro_f1", "auroc", "ece", "sensitivity", "specificity")
 
 
+def _resize_fields(rule: ResizeRule) -> dict:
+    """The sidecar's record of `rule` ({} for the default squash, as sidecars written before it have)."""
+    if rule == ResizeRule():
+        return {}
+    return {"mode": rule.mode, "scale": None if rule.scale is None else list(rule.scale),
+            "interpolation": rule.interpolation, "antialias": rule.antialias}
+
+
 def train_with_checkpoint(spec: ExperimentSpec, data: PreparedData, setup: Setup, split: Split,
                           record: RunRecord) -> dict:
     """Train `setup.model` in place (best validation epoch kept), save it with its sidecar."""
@@ -37,7 +45,7 @@ def train_with_checkpoint(spec: ExperimentSpec, data: PreparedData, setup: Setup
                       image_size=p.size, mean=p.normalization.mean, std=p.normalization.std,
                       class_names=tuple(data.source.class_names), data_spec=data.source.spec,
                       data_fingerprint=data.source.fingerprint(), split=split_settings(spec),
-                      options=dict(spec.model.options)).save(checkpoint)
+                      options=dict(spec.model.options), resize=_resize_fields(p.resize)).save(checkpoint)
     record.write_json("history.json", result.history)
     return result.summary()
 

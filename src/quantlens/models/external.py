@@ -65,16 +65,17 @@ def build_python_model(target: str, **kwargs) -> nn.Module:
     return model
 
 
-def _import_optional(package: str):
+def import_optional(package: str):
+    """The optional package `package` (timm, torchvision), or a ModelError with its install line."""
     try:
         return importlib.import_module(package)
     except Exception as exc:  # torchvision/timm can fail with RuntimeError on a mismatched torch build
         raise ModelError(f"'{package}:' models need the {package} package, which does not import here "
-                         f"({describe(exc)})") from None
+                         f"({describe(exc)}); install it with pip install 'quantlens[{package}]'") from None
 
 
 def build_timm_model(name: str, *, num_classes: int, in_channels: int, **_) -> nn.Module:
-    timm = _import_optional("timm")
+    timm = import_optional("timm")
     try:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
     except RuntimeError as exc:
@@ -82,7 +83,10 @@ def build_timm_model(name: str, *, num_classes: int, in_channels: int, **_) -> n
 
 
 def build_torchvision_model(name: str, *, num_classes: int, **_) -> nn.Module:
-    _import_optional("torchvision")
+    if "@" in name:
+        raise ModelError(f"torchvision:{name}: '@{name.partition('@')[2]}' names pretrained weights, which load "
+                         f"only with model.pretrained (--pretrained)")
+    import_optional("torchvision")
     from torchvision import models
 
     try:

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from quantlens.atomic import write_json
+from quantlens.data.transforms import INTERPOLATIONS, RESIZE_MODES, ResizeRule
 from quantlens.errors import CheckpointError
 
 # A sidecar is a few kB (ImageNet-21k's class names are ~0.4 MB); anything far larger is not one.
 _MAX_BYTES = 16 << 20
 _SPLIT_KEYS = ("val_fraction", "test_fraction", "split_seed")
+_RESIZE_KEYS = ("mode", "scale", "interpolation", "antialias")
 
 
 def _int(v: Any) -> bool:
@@ -33,6 +35,16 @@ def _number(v: Any) -> bool:  # non-finite numbers never get here: the JSON pars
 
 def _numbers(v: Any, positive: bool = False) -> bool:
     return isinstance(v, list) and len(v) in (1, 3) and all(_number(x) and (x > 0 or not positive) for x in v)
+
+
+def _resize(v: Any) -> bool:
+    """{} (the square squash every model had before resize rules were recorded) or a ResizeRule's fields."""
+    if v == {}:
+        return True
+    return (isinstance(v, dict) and sorted(v) == sorted(_RESIZE_KEYS) and v["mode"] in RESIZE_MODES
+            and v["interpolation"] in INTERPOLATIONS and isinstance(v["antialias"], bool)
+            and (v["scale"] is None or (isinstance(v["scale"], list) and len(v["scale"]) == 2
+                                        and all(_int(x) and x > 0 for x in v["scale"]))))
 
 
 def _split(v: Any) -> bool:
@@ -55,8 +67,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data_fingerprint": (lambda v: isinstance(v, str), "a string"),
     "split": (_split, "{} or an object of val_fraction and test_fraction in [0, 1) and an integer split_seed"),
     "options": (lambda v: isinstance(v, dict), "an object"),
+    "resize": (_resize, f"{{}} or an object of mode ({', '.join(RESIZE_MODES)}), scale (null or [height, width]), "
+                        f"interpolation ({', '.join(INTERPOLATIONS)}) and antialias (true or false)"),
 }
-_OPTIONAL = ("split", "options")  # they have defaults; every other key must be present
+_OPTIONAL = ("split", "options", "resize")  # they have defaults; every other key must be present
 
 
 def _reject_constant(name: str) -> float:
@@ -110,6 +124,16 @@ class CheckpointSidecar:
     data_fingerprint: str
     split: dict[str, Any] = field(default_factory=dict)  # val_fraction, test_fraction, split_seed
     options: dict[str, Any] = field(default_factory=dict)
+    resize: dict[str, Any] = field(default_factory=dict)  # ResizeRule's fields; {}: the default square squash
+
+    @property
+    def resize_rule(self) -> ResizeRule:
+        """How images reached `image_size` when the weights were trained (a pretrained model's own rule)."""
+        if not self.resize:
+            return ResizeRule()
+        scale = self.resize["scale"]
+        return ResizeRule(self.resize["mode"], None if scale is None else tuple(scale), self.resize["interpolation"],
+                          self.resize["antialias"])
 
     @staticmethod
     def path_for(weights: str | Path) -> Path:

@@ -11,9 +11,10 @@ from torch import nn
 
 from quantlens.data.source import ImageSource, Normalization
 from quantlens.data.transforms import Preprocessing, normalize, to_model_layout
-from quantlens.errors import ConfigError, ModelError
+from quantlens.errors import ConfigError, ModelError, QuantlensError, naming_field
 from quantlens.experiments.spec import ExperimentSpec
 from quantlens.models.build import ModelRef
+from quantlens.models.pretrained import PretrainedWeights, resolve_pretrained
 from quantlens.models.sidecar import CheckpointSidecar
 from quantlens.train.outputs import OutputInfo
 
@@ -43,6 +44,9 @@ class Setup:
             return "in the ONNX file"
         if spec.model.weights:
             return spec.model.weights
+        if spec.model.pretrained:
+            origin = pretrained_weights(spec).origin
+            return f"{origin}, fine-tuned in this run" if spec.train.enabled else origin
         if spec.train.enabled:
             return "trained in this run"
         return "random (untrained)" if kind == "zoo" else f"as {spec.model.name} builds them (no checkpoint given)"
@@ -55,8 +59,8 @@ class Setup:
         p = self.preprocessing
         parameters = (self.onnx.file.parameter_count if self.onnx is not None
                       else sum(t.numel() for t in self.model.parameters()))
-        described = {"channels": p.channels, "image_size": list(p.size), "mean": list(p.normalization.mean),
-                     "std": list(p.normalization.std), "parameters": parameters}
+        described = {"channels": p.channels, "image_size": list(p.size), "resize": p.resize.describe(p.size),
+                     "mean": list(p.normalization.mean), "std": list(p.normalization.std), "parameters": parameters}
         if self.normalization_origin:
             described["normalization_origin"] = self.normalization_origin
         if self.output is not None:
@@ -66,12 +70,25 @@ class Setup:
         return described
 
 
-def image_size(spec: ExperimentSpec, source: ImageSource, ref: ModelRef,
-                sidecar: CheckpointSidecar | None) -> tuple[int, int]:
+def pretrained_weights(spec: ExperimentSpec) -> PretrainedWeights:
+    """The cached pretrained weights `model.pretrained` asks for; errors name the field."""
+    ref = ModelRef.parse(spec.model.name)
+    try:
+        return resolve_pretrained(ref.kind, ref.name)
+    except QuantlensError as exc:
+        raise naming_field("model.pretrained", exc) from None
+
+
+def image_size(spec: ExperimentSpec, source: ImageSource, ref: ModelRef, sidecar: CheckpointSidecar | None,
+               model_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """data.image_size, else the checkpoint's sidecar's, else `model_size` (a pretrained model's own), else
+    the data's square size (at least the model's minimum), else the model's preferred size."""
     if spec.data.image_size:
         return spec.data.image_size, spec.data.image_size
     if sidecar is not None:
         return tuple(sidecar.image_size)
+    if model_size is not None:
+        return tuple(model_size)
     native = source.uniform_size
     if native is not None and native[0] == native[1]:
         side = max(native[0], ref.min_input_size)
