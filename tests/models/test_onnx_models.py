@@ -269,7 +269,12 @@ def _check_against_runtime(name: str, path: Path, predictions_file: Path) -> np.
 @pytest.mark.parametrize("name", list(FILES))
 def test_eval_equals_onnx_runtime_run_directly(cli, run_root, files, name):
     _, options, _, kind = FILES[name]
-    run = _run_dir(cli("eval", "--model", f"onnx:{files[name]}", "--data", "digits", "--device", "cpu", *options))
+    result = cli("eval", "--model", f"onnx:{files[name]}", "--data", "digits", "--device", "cpu", *options)
+    run = _run_dir(result)
+    said = "".join((result.out + result.err).split())  # the console wraps long lines
+    layout = "NHWC" if name == "b_nhwc_softmax" else "NCHW"
+    assert "".join(f"{files[name]}: {layout} input".split()) in said
+    assert "".join(f"returns {kind.replace('_', '-')} (".split()) in said
     correct = _check_against_runtime(name, files[name], run / "predictions.npz")
     metrics = read_json(run / "metrics.json", "metrics")
     assert metrics["top1"] == pytest.approx(correct.mean(), abs=1e-12) and metrics["top1"] > 0.9

@@ -42,6 +42,10 @@ class OutputInfo:
     def to_dict(self) -> dict:
         return {"kind": self.kind, "origin": self.origin, "handling": self.handling}
 
+    def describe(self) -> str:
+        """One line for the terminal: 'returns probabilities (detected: ...); handling'."""
+        return f"returns {self.kind.replace('_', '-')} ({self.origin}); {self.handling}"
+
 
 def detect_output_kind(outputs: torch.Tensor) -> tuple[str, str]:
     """(kind, reason) for a (B, classes) batch of raw model outputs: probabilities when every value is in

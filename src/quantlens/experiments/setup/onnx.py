@@ -69,6 +69,7 @@ def prepare_onnx(spec: ExperimentSpec, source: ImageSource, ref: ModelRef) -> Se
                              declared_output=None if m.output == "auto" else m.output,
                              probe=probe(source, preprocessing, avoid_batch=file.input.batch),
                              num_classes=source.num_classes, convert=needs_torch_form(spec))
+    events.note(f"{ref.name}: {layout.upper()} input ({layout_origin}); {opened.output.describe()}")
     model = opened.model.to(resolve_device(spec.device))
     return Setup(model, preprocessing, None, opened.output, opened, origin)
 

@@ -52,7 +52,10 @@ def _output_of_torch_model(spec: ExperimentSpec, ref: ModelRef, model: nn.Module
         if disagreement:
             events.warn(f"model {spec.model.name}: {disagreement}")
     model, handling = adapt_outputs(model, kind)
-    return OutputInfo(kind, origin, handling), model
+    info = OutputInfo(kind, origin, handling)
+    if ref.kind != "zoo":  # what quantlens decided about a model it did not build: said, not only recorded
+        events.note(f"{spec.model.name}: {info.describe()}")
+    return info, model
 
 
 def _checked_classes(spec: ExperimentSpec, source: ImageSource, pretrained: PretrainedWeights) -> None:
