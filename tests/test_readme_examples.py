@@ -96,6 +96,11 @@ def test_readme_python_block_runs(namespace, index):
         assert isinstance(g["speed"], BenchmarkResult)
         assert g["speed"].latency("ort-int8", 1).median > 0
         assert "ms at batch 1" in printed
+    if "quantlens.load_onnx(" in BLOCKS[index]:  # the same model through ONNX: same predictions, one softmax
+        assert g["same"].agreement == 1.0
+        fp32, onnx = g["fp32_result"].metrics, g["onnx_result"].metrics
+        assert abs(fp32.mean_confidence - onnx.mean_confidence) < 1e-4 and fp32.top1 == onnx.top1
+        assert any(isinstance(m, QuantWrapper) for m in g["int8_onnx"].modules())
     if "except QuantlensError" in BLOCKS[index]:
         assert "calibration_data yields str; expected a tensor batch" in printed
     assert all(not isinstance(v, nn.Module) or not v.training for k, v in g.items() if k in ("model", "int8"))

@@ -5,6 +5,7 @@
     quantlens.evaluate(model, data)                         # -> EvaluationResult
     quantlens.compare(result_a, result_b)                   # -> ComparisonResult (paired statistics)
     quantlens.benchmark(model, backends, example=images)    # -> BenchmarkResult (latency, speedups)
+    quantlens.load_onnx(path, example=images)               # -> an ONNX file's verified PyTorch form
 
 The API lives in `quantlens.api` and is imported on first use, so `import quantlens` stays cheap
 (the command line imports it before every command).
@@ -24,13 +25,14 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` im
         benchmark,
         compare,
         evaluate,
+        load_onnx,
         quantize,
     )
 
 __version__ = "0.1.0"
 
 __all__ = ["BenchmarkResult", "ComparisonResult", "EvaluationResult", "__version__", "benchmark", "compare",
-           "evaluate", "quantize"]
+           "evaluate", "load_onnx", "quantize"]
 _API = frozenset(__all__) - {"__version__"}
 
 

@@ -500,3 +500,21 @@ def test_weights_and_training_are_refused_for_onnx_files(cli, run_root, files, t
     assert result.code == 2 and "carries its own weights" in result.error_lines[0]
     with pytest.raises(ModelError, match="does not exist"):
         load_onnx_file(tmp_path / "absent.onnx")
+
+
+def test_load_onnx_gives_the_verified_pytorch_form_to_the_python_api(files):
+    import quantlens
+    from quantlens.errors import ConfigError
+
+    pixels, labels = _digits()
+    x = torch.from_numpy(((pixels[:, None] / 255 - 0.5) / 0.5).astype(np.float32))  # NCHW, for the NHWC file too
+    module = quantlens.load_onnx(files["b_nhwc_softmax"], example=x[:16])
+    result = quantlens.evaluate(module, torch.utils.data.TensorDataset(x, torch.from_numpy(labels)))
+    reference = _reference_probabilities(files["b_nhwc_softmax"], x.permute(0, 2, 3, 1).numpy(), "probabilities")
+    np.testing.assert_allclose(result.predictions.probs, reference, atol=1e-4)  # one softmax, not two
+    with pytest.raises(ModelError, match="onnx2torch cannot convert operator GlobalMaxPool"):
+        quantlens.load_onnx(files["unconvertible"], example=x[:16])
+    with pytest.raises(ConfigError, match="example must be a float"):
+        quantlens.load_onnx(files["c_dynamic"], example=x[0])
+    with pytest.raises(ConfigError, match="layout 'hwc'"):
+        quantlens.load_onnx(files["c_dynamic"], example=x[:4], layout="hwc")

@@ -82,16 +82,17 @@ class OnnxModel:
 
 
 def open_onnx_model(file: OnnxFile, *, layout: str, layout_origin: str, declared_output: str | None,
-                    probe: torch.Tensor, num_classes: int, convert: bool) -> OnnxModel:
+                    probe: torch.Tensor, num_classes: int | None, convert: bool) -> OnnxModel:
     """Set `file` up on `probe`, a float32 (B, C, H, W) batch of real samples preprocessed as the model
-    expects: the output shape is checked against `num_classes`, the output kind declared or detected, and
-    with `convert` the PyTorch form is built and verified on the probe and on its first sample alone."""
+    expects: the output shape is checked against `num_classes` (when the data says it), the output kind
+    declared or detected, and with `convert` the PyTorch form is built and verified on the probe and on
+    its first sample alone."""
     runtime = OnnxRuntimeModule(file, layout)
     with torch.inference_mode():
         raw = runtime.raw_outputs(probe)  # (B, classes) as the file returns them
-    if raw.ndim != 2 or raw.shape[1] != num_classes:
-        raise ModelError(f"{file.path} returns outputs of shape {tuple(raw.shape)}; the data has {num_classes} "
-                         f"classes, so (batch, {num_classes}) is needed")
+    if raw.ndim != 2 or (num_classes is not None and raw.shape[1] != num_classes):
+        needed = f"the data has {num_classes} classes, so (batch, {num_classes})" if num_classes else "(batch, classes)"
+        raise ModelError(f"{file.path} returns outputs of shape {tuple(raw.shape)}; {needed} is needed")
     kind, origin = _output_kind(file, declared_output, raw)
     runtime = OnnxRuntimeModule(file, layout, kind)
     if not convert:
