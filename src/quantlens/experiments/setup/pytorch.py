@@ -124,6 +124,10 @@ def prepare_torch(spec: ExperimentSpec, source: ImageSource, ref: ModelRef) -> S
     if sidecar is not None and sidecar.num_classes != source.num_classes:
         raise ModelError(f"checkpoint {spec.model.weights} was trained for {sidecar.num_classes} classes "
                          f"but {source.spec} has {source.num_classes}")
+    if sidecar is not None and tuple(sidecar.class_names) != tuple(source.class_names):
+        # the same count under other names (or another order): output i is the sidecar's class i
+        events.warn(f"checkpoint {spec.model.weights} was trained on classes {list(sidecar.class_names)}, and "
+                    f"{source.spec} names its classes {list(source.class_names)}: they are matched by index")
     size = image_size(spec, source, ref, sidecar, pretrained.preprocessing.size if pretrained else None)
     # pretrained weights were trained on RGB: grayscale data is replicated unless data.channels says otherwise
     # (timm then adapts the first convolution's weights)
