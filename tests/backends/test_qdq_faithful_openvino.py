@@ -174,3 +174,22 @@ def test_a_file_from_another_calibration_is_refused_in_one_line(small):
     with pytest.raises(BackendError, match="other scales than the model's") as info:
         openvino_faithful_model(other, result.path)
     assert "\n" not in str(info.value)
+
+
+def test_a_final_softmax_and_its_log_run_in_float_after_the_last_quantizer(tmp_path):
+    """A classifier ending in a Softmax (an ONNX file from elsewhere), made by quantlens to return its log:
+    the tail after the last quantizer is float, and the simulation still predicts OpenVINO's classes."""
+    from test_qdq_export import SmallCNN
+
+    from quantlens.train.outputs import adapt_outputs
+
+    torch.manual_seed(4)
+    model, _ = adapt_outputs(nn.Sequential(SmallCNN(), nn.Softmax(dim=1)).eval(), "probabilities")
+    x = torch.randn(16, 3, 16, 16)
+    qmodel = quantize_model(model, int8_plans(model))
+    calibrate(qmodel, x.split(8))
+    result = export_qdq(qmodel, x, tmp_path / "softmax.onnx")
+    deployed, simulated, simulation = _deployed_and_simulated(qmodel, result.path, list(x.split(8)))
+    assert (deployed.argmax(1) == simulated.argmax(1)).all()
+    np.testing.assert_allclose(simulated, deployed, rtol=0, atol=1e-4)  # log-probabilities, float tail
+    assert any("Softmax runs in float" in note for note in simulation.notes)

@@ -1,5 +1,6 @@
 """The per-node ops of the replay: each step (standalone FQ, DequantizeLinear, ReLU, reshapes, mean,
-max pool, slice, pad, Add, an int8 primitive with its fused post-ops) computed as OpenVINO does."""
+max pool, slice, pad, Add, an int8 primitive with its fused post-ops, a float tail such as a final
+Softmax) computed as OpenVINO does."""
 
 from __future__ import annotations
 
@@ -124,6 +125,31 @@ class _NodeOps:
         if v.sub is not None:
             value = float(f32(f32(value) + f32(v.sub)))
         return _Value(F.pad(v.value, torch_pads, value=value), v.sub, v.mul)
+
+    def _run_float(self, env, src, node) -> _Value:
+        """Softmax / LogSoftmax / Log / Clip / elementwise Max, Min with constants, in float32 on real values."""
+        x = env[src].real()
+        op = node.op_type
+        if op in ("Softmax", "LogSoftmax"):
+            axis = int(g.attribute(node, "axis", -1))
+            return _Value(torch.softmax(x, axis) if op == "Softmax" else torch.log_softmax(x, axis))
+        if op == "Log":
+            return _Value(torch.log(x))
+        others = [self._operand(env, name) for name in node.input[1:] if name]
+        if op == "Clip":
+            low = others[0] if len(others) > 0 else g.attribute(node, "min", None)
+            high = others[1] if len(others) > 1 else g.attribute(node, "max", None)
+            return _Value(torch.clamp(x, None if low is None else torch.as_tensor(low, dtype=x.dtype),
+                                      None if high is None else torch.as_tensor(high, dtype=x.dtype)))
+        for other in others:
+            x = torch.maximum(x, other) if op == "Max" else torch.minimum(x, other)
+        return _Value(x)
+
+    def _operand(self, env, name: str) -> torch.Tensor:
+        """A second input: a constant (initializer) or a value computed before."""
+        if name in env:
+            return env[name].real()
+        return torch.tensor(np.asarray(self._array(name), dtype=np.float32))  # a copy: constants are read-only
 
     def _run_add(self, env, src, node) -> _Value:
         return _Value(env[node.input[0]].real() + env[node.input[1]].real())

@@ -12,6 +12,9 @@ from quantlens.backends.qdq.openvino_faithful.fake_quant import FqRange, f32
 from quantlens.backends.qdq.openvino_faithful.values import _Dense, _Fused, _Quantizer
 
 _PASS_THROUGH = ("Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze")
+# Float operators a classifier ends with (a Softmax, and quantlens's log of probabilities): no quantizer follows
+# them, so they are computed in float32 as written.
+_FLOAT_TAIL = ("Softmax", "LogSoftmax", "Log", "Clip", "Max", "Min")
 
 
 class _Planner:
@@ -113,6 +116,10 @@ class _Planner:
                 self._note(f"{node.name}: an Add OpenVINO did not fuse into a convolution runs in float here "
                            "(not verified)")
                 self._steps.append(("add", node.output[0], node.input[0], node))
+            elif op in _FLOAT_TAIL:
+                self._note(f"{node.name}: {op} runs in float on dequantized values here (not verified bit for bit; "
+                           "it cannot change which class is highest unless its input is quantized after it)")
+                self._steps.append(("float", node.output[0], node.input[0], node))
             elif op in ("Constant",):
                 continue
             else:
