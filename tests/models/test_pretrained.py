@@ -761,6 +761,21 @@ def test_a_fine_tuned_checkpoint_keeps_the_models_resize(caches, cli, run_root, 
     assert setup.normalization_origin == "the checkpoint's sidecar"
 
 
+def test_the_pretrained_flag_on_the_command_line(caches, cli, run_root):
+    """--pretrained on eval (the data's 10 classes), and on bench without data: synthetic inputs take the
+    weights' 1000 classes and their own input size."""
+    _torch_hub(caches["torch_hub"], "tinynet-1a2b3c4d.pth", _weights(10, "fc", 18))
+    result = cli("eval", "--model", "torchvision:tinynet@IMAGENET1K_V1", "--pretrained", "--data", "digits",
+                 "--limit", "100", "--device", "cpu")
+    assert result.code == 0, result.err
+    _torch_hub(caches["torch_hub"], "tinynet_in1k-9c8d7e6f.pth", _weights(1000, "fc", 19))
+    result = cli("bench", "--model", "torchvision:tinynet@IN1K", "--pretrained", "--backends", "torch-fp32",
+                 "--batch-sizes", "2", "--threads", "1", "--rounds", "1", "--no-stages")
+    assert result.code == 0, result.err
+    said = " ".join(result.err.split())
+    assert "synthetic data: 1000 classes, 3x16x16 (from torchvision TinyNet_Weights.IN1K pretrained weights)" in said
+
+
 # ---- the real packages, when they import -------------------------------------------------------------------
 
 def _real(package: str):
