@@ -195,3 +195,29 @@ def test_run_takes_limit_as_an_override(cli, tmp_path):
     assert result.code == 0, result.err
     (run,) = (tmp_path / "runs").glob("*-experiment-*")
     assert json.loads((run / "data.json").read_text())["limit"]["n"] == 120
+
+
+def test_only_the_samples_a_run_reads_are_prepared_and_the_figures_do_not_change(tmp_path, monkeypatch):
+    """With a limit, the evaluated and calibration samples are prepared at model size, not the whole data;
+    a sample's predictions are the same as when every sample is prepared."""
+    from quantlens.data import loader
+
+    prepared: list[int] = []
+    original = loader.to_model_layout
+
+    def counting(images, preprocessing, *args, **kwargs):
+        prepared.append(len(images))
+        return original(images, preprocessing, *args, **kwargs)
+
+    monkeypatch.setattr(loader, "to_model_layout", counting)
+    quantization = [{"format": "int8", "calibration_samples": 100}]
+    limited = run_experiment(_spec(tmp_path, eval={"max_samples": 300}, analysis=NO_ANALYSIS,
+                                   quantization=quantization))
+    assert prepared == [300 + 100]
+    whole = run_experiment(_spec(tmp_path, analysis=NO_ANALYSIS, quantization=quantization))
+    assert prepared[-1] == 1797
+    for name in ("predictions.npz", "quantization/01-w_int8_channel_in_int8_tensor/predictions.npz"):
+        with np.load(limited.run_dir / name) as a, np.load(whole.run_dir / name) as b:
+            order = {int(i): k for k, i in enumerate(b["indices"])}
+            rows = [order[int(i)] for i in a["indices"]]
+            np.testing.assert_array_equal(a["probs"], b["probs"][rows])

@@ -18,17 +18,38 @@ from quantlens.data.transforms import Augmentation, Preprocessing, normalize, to
 
 @dataclass
 class PreparedData:
-    """A dataset at model layout: images (N, C, H, W) uint8, labels (N,) int64, ids, preprocessing."""
+    """A dataset at model layout: images (M, C, H, W) uint8 for the M samples a run reads (all N, or the
+    ones `from_source` was given), labels (N,) int64, preprocessing; `rows` (N,) maps a sample's index in
+    the source to its row in `images` (-1: not prepared). Every method takes source indices."""
 
     source: ImageSource
     images: torch.Tensor
     labels: torch.Tensor
     preprocessing: Preprocessing
+    rows: torch.Tensor | None = None  # None: images holds every sample, in order
 
     @classmethod
-    def from_source(cls, source: ImageSource, preprocessing: Preprocessing) -> PreparedData:
-        images = to_model_layout(source.images, preprocessing)
-        return cls(source, images, torch.from_numpy(source.labels), preprocessing)
+    def from_source(cls, source: ImageSource, preprocessing: Preprocessing,
+                    indices: np.ndarray | None = None) -> PreparedData:
+        """Every sample at model layout, or only `indices` (e.g. a --limit subset and its calibration
+        samples): the rest are never resized, nor held at model size."""
+        labels = torch.from_numpy(source.labels)
+        if indices is None:
+            return cls(source, to_model_layout(source.images, preprocessing), labels, preprocessing)
+        keep = np.unique(np.asarray(indices, dtype=np.int64))
+        images = source.images[keep] if isinstance(source.images, np.ndarray) else [source.images[i] for i in keep]
+        rows = torch.full((len(source),), -1, dtype=torch.int64)
+        rows[torch.from_numpy(keep)] = torch.arange(len(keep))
+        return cls(source, to_model_layout(images, preprocessing), labels, preprocessing, rows)
+
+    def _rows(self, chunk: torch.Tensor) -> torch.Tensor:
+        if self.rows is None:
+            return chunk
+        rows = self.rows[chunk]
+        if (rows < 0).any():  # a caller reading a sample the run did not ask to prepare: a bug, said plainly
+            missing = chunk[rows < 0][:5].tolist()
+            raise ValueError(f"samples {missing} were not prepared (PreparedData.from_source got other indices)")
+        return rows
 
     def batches(self, indices: np.ndarray, batch_size: int, *, shuffle: bool = False,
                 generator: torch.Generator | None = None,
@@ -41,7 +62,7 @@ class PreparedData:
             idx = idx[torch.randperm(len(idx), generator=generator)]
         for start in range(0, len(idx), batch_size):
             chunk = idx[start:start + batch_size]
-            x = self.images[chunk]
+            x = self.images[self._rows(chunk)]
             if augmentation is not None and augmentation.active:
                 x = augmentation(x, generator)
             x, y = x.to(device, non_blocking=True), self.labels[chunk].to(device, non_blocking=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from quantlens import events
@@ -78,6 +79,16 @@ class RunOutcome:
 Reporter = Callable[[RunRecord, RunOutcome], None]
 
 
+def _samples_read(spec: ExperimentSpec, eval_idx: np.ndarray, calib_idx: np.ndarray | None,
+                  selection_idx: np.ndarray | None) -> np.ndarray | None:
+    """The samples a run reads, to be prepared at model size: what it evaluates, calibrates on and selects
+    on; None (every sample) when it trains, whose folds and splits read the rest."""
+    if spec.train.enabled:
+        return None
+    parts = [eval_idx] + [part for part in (calib_idx, selection_idx) if part is not None]
+    return np.unique(np.concatenate(parts))
+
+
 def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> RunOutcome:
     """Run `spec`; `reporters` (tables, figures) write into the run folder before it is finalised.
     Progress and notes are reported as `quantlens.events` (install a listener to see them).
@@ -99,7 +110,6 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
     if setup.random_weights(spec) and spec.eval.enabled:
         events.warn(f"{spec.model.name} has RANDOM weights (no model.weights / --weights, no training): its "
                     f"accuracy is that of an untrained network and says nothing about the model")
-    check_memory(spec, source, setup.preprocessing)
     if spec.quantization:
         plan_simulations(spec, setup.model)
     needs_split = spec.train.enabled or spec.eval.split in ("train", "val", "test")
@@ -120,6 +130,8 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
     for i, cfg in enumerate(spec.quantization):
         check_calibration_set(min(len(calib_idx), cfg.calibration_samples), cfg.calibration_batch_size,
                               f"quantization.{i}")
+    prepared = _samples_read(spec, indices, calib_idx, selection_idx)
+    check_memory(spec, source, setup.preprocessing, None if prepared is None else len(prepared))
     with RunRecord(root, spec.output.name or spec.name) as record:
         record.write_environment({"seed": spec.seed, "split_seed": spec.data.split_seed})
         if source.skipped:
@@ -131,7 +143,7 @@ def run_experiment(spec: ExperimentSpec, reporters: Sequence[Reporter] = ()) -> 
             # the index for a binary task; left out for more classes, where giving it is an error
             "eval": spec.eval.model_copy(update={"positive_class": positive if binary else None})})
         record.write_text("config.yaml", resolved.to_yaml())
-        data = PreparedData.from_source(source, setup.preprocessing)
+        data = PreparedData.from_source(source, setup.preprocessing, prepared)
         capped = capped_settings(spec, len(indices), None if calib_idx is None else len(calib_idx),
                                  None if limit is None else limit["of"])
         for field_name, counts in capped.items():

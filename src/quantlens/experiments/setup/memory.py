@@ -14,14 +14,18 @@ from quantlens.experiments.spec import ExperimentSpec
 MEMORY_SHARE = 0.5
 
 
-def check_memory(spec: ExperimentSpec, source: ImageSource, preprocessing: Preprocessing) -> None:
-    """ConfigError naming data.image_size when the images at model layout ((N, C, H, W) uint8) would
-    not fit in memory, instead of an allocation failure or a swapping machine minutes later."""
+def check_memory(spec: ExperimentSpec, source: ImageSource, preprocessing: Preprocessing,
+                 samples: int | None = None) -> None:
+    """ConfigError naming data.image_size when the `samples` images the run prepares (default: all of
+    them) at model layout ((n, C, H, W) uint8) would not fit in memory, instead of an allocation failure
+    or a swapping machine minutes later."""
     c, (h, w) = preprocessing.channels, preprocessing.size
-    needed = len(source) * c * h * w
+    n = len(source) if samples is None else samples
+    needed = n * c * h * w
     available = psutil.virtual_memory().available
     if needed > MEMORY_SHARE * available:
         gib = 2**30
-        raise ConfigError(f"data.image_size: {len(source)} images at {c}x{h}x{w} would take {needed / gib:.1f} GiB, "
+        subset = ", or evaluate a subset (eval.max_samples, --limit)" if n == len(source) else ""
+        raise ConfigError(f"data.image_size: {n} images at {c}x{h}x{w} would take {needed / gib:.1f} GiB, "
                           f"more than half of the {available / gib:.1f} GiB of memory available; choose a smaller "
-                          f"image_size")
+                          f"image_size{subset}")
