@@ -1,4 +1,5 @@
-"""Decode one image file into a uint8 (H, W, C) array, C = 1 for grayscale, 3 for colour."""
+"""Decode one image file into a uint8 (H, W, C) array, C = 1 for grayscale, 3 for colour; or read only
+its header: the shape decoding it would give."""
 
 from __future__ import annotations
 
@@ -67,3 +68,26 @@ def decode_image(path: Path | BinaryIO) -> np.ndarray:
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise DecodeError("image has zero size")
     return array
+
+
+# EXIF orientations that turn the image by 90 or 270 degrees: exif_transpose swaps its sides.
+_SIDEWAYS = (5, 6, 7, 8)
+_ORIENTATION_TAG = 0x0112
+
+
+def read_header(path: Path) -> tuple[int, int, int]:
+    """(H, W, C) that `decode_image(path)` returns, read from the file's header without decoding its
+    pixels; DecodeError for a file that is not an image or is over Pillow's pixel limit. A file whose
+    pixel data is damaged passes (only decoding finds that out)."""
+    try:
+        with Image.open(path) as image:
+            _check_pixel_limit(image)
+            width, height = image.size
+            if image.getexif().get(_ORIENTATION_TAG, 1) in _SIDEWAYS:
+                width, height = height, width
+            channels = 1 if image.mode in _GRAY_MODES else 3
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, *_OVERSIZE) as exc:
+        raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+    if width == 0 or height == 0:
+        raise DecodeError("image has zero size")
+    return height, width, channels

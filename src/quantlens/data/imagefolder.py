@@ -7,6 +7,11 @@ replicated to three channels. Classes are the sorted folder names (the order tor
 A file that cannot be decoded (or is over Pillow's pixel limit) is skipped, counted and named in
 `ImageSource.skipped` (the run record lists it and the CLI warns); a class folder with no images,
 a split folder with no class folders, and split folders mixed with other folders are refused.
+
+Every file's header is read first (its size and colour mode, without its pixels). A folder whose decoded
+images would take more than EAGER_BYTES is not decoded up front: its images are `LazyImages`, decoded
+when a run reads them, so a subset (`--limit`, calibration) of a large folder of photos decodes only
+itself. Smaller folders are decoded at once, as before.
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from quantlens import events
-from quantlens.data.decode import IMAGE_EXTENSIONS, DecodeError, decode_image, oversize_warnings_as_errors
+from quantlens.data.decode import (
+    IMAGE_EXTENSIONS,
+    DecodeError,
+    decode_image,
+    oversize_warnings_as_errors,
+    read_header,
+)
+from quantlens.data.lazy_images import LazyImages
 from quantlens.data.paths import existing_path
 from quantlens.data.registry import DATASETS
 from quantlens.data.source import SPLIT_NAMES, ImageSource, check_class_count, default_normalization
@@ -81,18 +93,25 @@ def scan(root: Path) -> FolderScan:
     return FolderScan(root, layout, files, class_names)
 
 
-def _decode_all(files: list[Path]) -> list[np.ndarray | str]:
-    def decode(path: Path) -> np.ndarray | str:
+# Decoded images (uint8, H x W x C) up to this many bytes are decoded when the folder is read; a larger
+# folder is decoded as a run reads it (10,000 CIFAR images take 31 MB, 50,000 ImageNet photos ~28 GB).
+EAGER_BYTES = 2 << 30
+
+
+def _each(function, files: list[Path], what: str) -> list:
+    """function(file) for every file, in order, in threads (Pillow releases the GIL); a DecodeError
+    becomes its message."""
+    def run(path: Path):
         try:
-            return decode_image(path)
+            return function(path)
         except DecodeError as exc:
             return str(exc)
 
     # Set in this thread around the whole pool: the warnings filter is shared by the workers.
     results = []
     with oversize_warnings_as_errors(), ThreadPoolExecutor(max_workers=4) as pool, \
-            events.task("decoding images", total=len(files), unit="images") as progress:  # Pillow releases the GIL
-        for result in pool.map(decode, files):  # in order, collected here: events are emitted from this thread
+            events.task(what, total=len(files), unit="images") as progress:
+        for result in pool.map(run, files):  # in order, collected here: events are emitted from this thread
             results.append(result)
             progress.advance()
     return results
@@ -105,15 +124,19 @@ def load_imagefolder(argument: str | None) -> ImageSource:
     class_names, layout = found.class_names, found.layout
     entries = [(split, class_names.index(name), f)
                for split, classes in found.files.items() for name, files in classes.items() for f in files]
-    decoded = _decode_all([f for _, _, f in entries])
+    paths = [f for _, _, f in entries]
+    headers = _each(read_header, paths, "reading image headers")
+    lazy = sum(int(np.prod(h)) for h in headers if not isinstance(h, str)) > EAGER_BYTES
+    decoded = headers if lazy else _each(decode_image, paths, "decoding images")
 
-    images, labels, ids, split_of, skipped = [], [], [], [], []
+    images, labels, ids, split_of, skipped, kept = [], [], [], [], [], []
     for (split, label, path), result in zip(entries, decoded, strict=True):
         rel = path.relative_to(root).as_posix()
         if isinstance(result, str):
             skipped.append((rel, result))
             continue
-        images.append(result)
+        images.append(result)  # the decoded image, or (lazy) its header's (H, W, C)
+        kept.append(path)
         labels.append(label)
         ids.append(rel)
         split_of.append(split)
@@ -124,11 +147,15 @@ def load_imagefolder(argument: str | None) -> ImageSource:
         for name in classes:
             if class_names.index(name) not in present:
                 raise DataError(f"imagefolder: no image in class folder {layout[split] / name} could be decoded")
-    channels = 3 if any(img.shape[2] == 3 for img in images) else 1
-    if channels == 3:
-        images = [np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img for img in images]
-    sizes = {img.shape for img in images}
-    stacked = np.stack(images) if len(sizes) == 1 else images
+    if lazy:
+        channels = 3 if any(shape[2] == 3 for shape in images) else 1
+        stacked = LazyImages(kept, images, channels)
+    else:
+        channels = 3 if any(img.shape[2] == 3 for img in images) else 1
+        if channels == 3:
+            images = [np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img for img in images]
+        sizes = {img.shape for img in images}
+        stacked = np.stack(images) if len(sizes) == 1 else images
     official = {s: np.flatnonzero(splits_arr == s).astype(np.int64) for s in layout if s}
     return ImageSource(
         name=root.name,

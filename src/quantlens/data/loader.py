@@ -37,7 +37,8 @@ class PreparedData:
         if indices is None:
             return cls(source, to_model_layout(source.images, preprocessing), labels, preprocessing)
         keep = np.unique(np.asarray(indices, dtype=np.int64))
-        images = source.images[keep] if isinstance(source.images, np.ndarray) else [source.images[i] for i in keep]
+        # an array or LazyImages takes the indices (the latter stays lazy: each file is decoded once, as read)
+        images = [source.images[i] for i in keep] if isinstance(source.images, list) else source.images[keep]
         rows = torch.full((len(source),), -1, dtype=torch.int64)
         rows[torch.from_numpy(keep)] = torch.arange(len(keep))
         return cls(source, to_model_layout(images, preprocessing), labels, preprocessing, rows)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def default_normalization(channels: int) -> Normalization:
 class ImageSource:
     """Decoded samples of one dataset.
 
-    images: (N, H, W, C) uint8 when all samples share a size, else a list of (H_i, W_i, C) uint8.
+    images: (N, H, W, C) uint8 when all samples share a size, else a sequence of (H_i, W_i, C) uint8 (a
+        list, or `LazyImages` decoding a large folder's files as they are read).
     labels: (N,) int64 in [0, len(class_names)).
     ids: a stable identifier per sample (a relative file path, or "<split>/<index>").
     official_splits: split name -> (n_split,) int64 indices into the samples, when the dataset
@@ -70,7 +72,7 @@ class ImageSource:
 
     name: str
     spec: str
-    images: np.ndarray | list[np.ndarray]
+    images: np.ndarray | Sequence[np.ndarray]
     labels: np.ndarray
     ids: list[str]
     class_names: list[str]
@@ -98,7 +100,8 @@ class ImageSource:
         """(H, W) when every image has the same size, else None."""
         if isinstance(self.images, np.ndarray):
             return int(self.images.shape[1]), int(self.images.shape[2])
-        sizes = {img.shape[:2] for img in self.images}
+        shapes = getattr(self.images, "shapes", None)  # images decoded when read know their shapes beforehand
+        sizes = {shape[:2] for shape in shapes} if shapes is not None else {img.shape[:2] for img in self.images}
         return tuple(int(s) for s in sizes.pop()) if len(sizes) == 1 else None
 
     @functools.cached_property
