@@ -283,3 +283,14 @@ def test_cli_simulate_on_pneumoniamnist_test_arrays_alone(cli, tmp_path, shared_
     assert summary["eval_split"]["n"] == 624 - 64 and summary["calibration"]["n"] == 64
     assert summary["positive_class"] == {"index": 1, "name": "pneumonia"}
     assert "positive class: pneumonia (index 1)" in result.out
+
+
+def test_check_finds_a_missing_split_before_a_run_as_the_run_would(cli, tmp_path, digits):
+    folder = _idx_folder(tmp_path / "t10k", digits)
+    for command, options, field in (("eval", ["--split", "train"], "eval.split is 'train'"),
+                                    ("eval", ["--split", "val"], "eval.split is 'val'"),
+                                    ("train", [], "train.enabled:")):
+        checked = cli(command, "--check", "--model", "compact_cnn", "--data", f"idx:{folder}", *options)
+        assert checked.code == 2 and len(checked.error_lines) == 1, checked.err
+        assert checked.error_lines[0].startswith(f"error: {field}") and "holds test 1797" in checked.error_lines[0]
+    assert cli("eval", "--check", "--model", "compact_cnn", "--data", f"idx:{folder}", "--split", "test").code == 0

@@ -96,6 +96,22 @@ def check_backends(spec: ExperimentSpec) -> list[str]:
     return unavailable
 
 
+def check_splits_present(spec: ExperimentSpec, official: dict[str, int]) -> None:
+    """ConfigError when the run needs a split that data holding only some official splits lacks: data
+    with a train split gets the others carved from it (`data.splits.holdout_split`), data without one
+    has only the splits it holds."""
+    if not official or "train" in official:
+        return
+    held = ", ".join(f"{name} {n}" for name, n in official.items())
+    if spec.train.enabled:
+        raise ConfigError(f"train.enabled: {spec.data.source} has no train samples to train on (it holds {held}; "
+                          f"the data holds no train split)")
+    wanted = spec.eval.split
+    if wanted in ("train", "val", "test") and wanted not in official:
+        raise ConfigError(f"eval.split is {wanted!r}, but {spec.data.source} has no {wanted} samples (it holds "
+                          f"{held}; the data holds no train split)")
+
+
 def check_experiment(spec: ExperimentSpec) -> list[str]:
     """What a run of `spec` would use, one line each; ConfigError naming the field at the first problem."""
     lines = [f"config: {spec.name} (version {spec.version})"]
@@ -109,6 +125,7 @@ def check_experiment(spec: ExperimentSpec) -> list[str]:
     positive = spec.eval.positive_index(found.class_names, spec.data.source)
     if len(found.class_names) == 2:
         lines.append(f"positive class: {found.class_names[positive]} (index {positive})")
+    check_splits_present(spec, found.splits)
     lines.append(f"model: {check_model_reference(spec.model.name)}")
     built = check_zoo_model(spec)
     if built:
