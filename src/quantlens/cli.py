@@ -287,9 +287,14 @@ def export_command(target: Path = typer.Argument(..., metavar="OUT", help="the .
                    calibration_samples: int = typer.Option(512), config: Path | None = typer.Option(
                        None, help="take everything from this experiment YAML instead (its single "
                                   "quantization entry)"),
-                   image_size: int | None = typer.Option(None), check: bool = CheckOption) -> None:
+                   image_size: int | None = typer.Option(None),
+                   output_kind: OutputKind = OutputKindOption, mean: str | None = MeanOption,
+                   std: str | None = StdOption, pixel_scale: float | None = PixelScaleOption,
+                   input_layout: Layout = LayoutOption, pretrained: bool = PretrainedOption,
+                   check: bool = CheckOption) -> None:
     """Calibrate one INT8 recipe and write it as ONNX QDQ with quantlens's own scales (ONNX Runtime,
-    OpenVINO and TensorRT-style runtimes execute it without re-calibrating)."""
+    OpenVINO and TensorRT-style runtimes execute it without re-calibrating). A model read from an ONNX
+    file keeps that file's input and output."""
     if config is not None:
         from quantlens.experiments.spec import load_spec
 
@@ -299,7 +304,9 @@ def export_command(target: Path = typer.Argument(..., metavar="OUT", help="the .
                  "inputs": {"format": input_format, "mode": "tensor", "observer": observer},
                  "calibration_samples": calibration_samples, "passes": _csv(passes)}
         spec = _spec({"name": "export", "data": {"source": data, "image_size": image_size},
-                      "model": {"name": model, "weights": weights}, "quantization": [entry]}, "export")
+                      "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout,
+                                            pretrained),
+                      "quantization": [entry]}, "export")
     if target.suffix.lower() != ".onnx":
         raise typer.BadParameter(f"{target} should end in .onnx", param_hint="OUT")
     if check:

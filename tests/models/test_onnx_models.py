@@ -122,6 +122,22 @@ def legacy_opset8(weights) -> onnx.ModelProto:
     return _model(nodes, _value("pixels", ["N", 1, 8, 8]), _value("scores", ["N", 10]), 8, ir_version=4)
 
 
+def legacy_view(weights) -> onnx.ModelProto:
+    """What the TorchScript exporter writes for `x.view(x.size(0), -1)`: the Reshape target computed from
+    the tensor's shape (Shape -> Gather -> Unsqueeze -> Concat), at opset 9."""
+    nodes = _features("input") + [
+        helper.make_node("Shape", ["p2"], ["p2_shape"]),
+        helper.make_node("Gather", ["p2_shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Unsqueeze", ["batch"], ["batch_1d"], axes=[0]),
+        helper.make_node("Concat", ["batch_1d", "minus_one"], ["target"], axis=0),
+        helper.make_node("Reshape", ["p2", "target"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fcw", "fcb"], ["logits"], transB=1)]
+    extra = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus_one")]
+    return _model(nodes, _value("input", ["N", 1, 8, 8]), _value("logits", ["N", 10]), 9,
+                  _initializers(weights) + extra)
+
+
 def channels_last_softmax(weights) -> onnx.ModelProto:
     nodes = [helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2])] + _features("nchw")
     nodes += [helper.make_node("Flatten", ["p2"], ["flat"], axis=1),
@@ -227,6 +243,8 @@ def files(weights, tmp_path_factory) -> dict[str, Path]:
     onnx.save(global_max_pool(weights), str(paths["unconvertible"]))
     paths["baked_reshape"] = folder / "baked.onnx"
     onnx.save(fixed_batch(weights, reshape=True), str(paths["baked_reshape"]))
+    paths["legacy_view"] = folder / "legacy-view.onnx"
+    onnx.save(legacy_view(weights), str(paths["legacy_view"]))
     paths["baked_bias"] = folder / "baked-bias.onnx"
     onnx.save(fixed_batch(weights, bias=True), str(paths["baked_bias"]))
     return paths
@@ -518,3 +536,34 @@ def test_load_onnx_gives_the_verified_pytorch_form_to_the_python_api(files):
         quantlens.load_onnx(files["c_dynamic"], example=x[0])
     with pytest.raises(ConfigError, match="layout 'hwc'"):
         quantlens.load_onnx(files["c_dynamic"], example=x[:4], layout="hwc")
+
+
+def test_a_reshape_target_computed_from_shapes_becomes_a_constant_torch_export_can_follow(files):
+    file = load_onnx_file(files["legacy_view"])
+    pixels, _ = _digits()
+    probe = torch.from_numpy(((pixels[:15, None] / 255 - 0.5) / 0.5).astype(np.float32))
+    opened = open_onnx_model(file, layout="nchw", layout_origin="test", declared_output=None, probe=probe,
+                             num_classes=10, convert=True)
+    assert opened.conversion.max_abs_diff <= 1e-4
+    kinds = {type(m).__name__ for m in opened.torch_form.modules()}
+    assert not any("Shape" in kind or "Gather" in kind for kind in kinds), kinds  # the computation is gone
+    exported = torch.export.export(opened.torch_form, (probe[:4],),
+                                   dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    torch.testing.assert_close(exported.module()(probe[:7]), opened.runtime(probe[:7]), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_export_writes_the_quantized_file_with_the_source_files_interface(cli, run_root, files, tmp_path):
+    out = tmp_path / "nhwc-int8.onnx"
+    result = cli("export", str(out), "--model", str(files["b_nhwc_softmax"]), "--data", "digits",
+                 "--calibration-samples", "128")
+    assert result.code == 0, result.err
+    assert "takes 'image' NHWC and returns probabilities as 'probs'" in " ".join(result.out.split())
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"] and session.get_outputs()[0].name == "probs"
+    pixels, labels = _digits()
+    feed = ((pixels / 255 - 0.5) / 0.5)[..., None].astype(np.float32)  # (N, 8, 8, 1), as the source takes it
+    (quantized,) = session.run(None, {"image": feed})
+    np.testing.assert_allclose(quantized.sum(1), 1, atol=1e-5)  # probabilities, as the source returns
+    original = _reference_probabilities(files["b_nhwc_softmax"], feed, "probabilities")
+    assert (quantized.argmax(1) == original.argmax(1)).mean() > 0.97

@@ -14,7 +14,9 @@ written by other tools need these preparations first, all lossless:
 * a file exported at a fixed batch size B usually bakes B into its flattening Reshape too (a constant
   shape [B, 64]); there the batch dimension becomes free ([-1, 64], or [0, ...] when another dimension
   is already -1), so the PyTorch form takes any batch. Whether that was right is what `verify` checks:
-  ONNX Runtime runs the file itself in batches of B, the PyTorch form the whole probe at once.
+  ONNX Runtime runs the file itself in batches of B, the PyTorch form the whole probe at once;
+* a Reshape target computed from a tensor's shape (the TorchScript exporter's `x.view(x.size(0), -1)`)
+  becomes a constant when only the batch size moves it (`shapes`): torch.export cannot follow it.
 
 Operators onnx2torch cannot convert are found before converting and named in one line. The form is
 then made quantlens's (`modules.simplify`: quantlens's Add/Mul/MatMul modules, constant Reshape and
@@ -37,6 +39,7 @@ from quantlens.errors import ModelError, describe
 from quantlens.models.onnx.file import OnnxFile
 from quantlens.models.onnx.modules import simplify
 from quantlens.models.onnx.opset import LOWERED_OPSET, lower_to_17
+from quantlens.models.onnx.shapes import fold_computed_reshapes
 
 MIN_OPSET = 13
 CONVERSION_OPSETS = (17, 13)
@@ -154,7 +157,7 @@ def _free_batch(proto, batch: int) -> None:
         tensor.CopyFrom(numpy_helper.from_array(shape, tensor.name))
 
 
-def _at_opset(file: OnnxFile, opset: int):
+def _at_opset(file: OnnxFile, opset: int, sample_shape: tuple[int, ...] | None = None):
     """A copy of the file's ModelProto at `opset`: lowered to 17 node by node from opset 18 and later
     (`opset.lower_to_17`), then onnx's version converter for the rest of the way."""
     import onnx
@@ -171,6 +174,8 @@ def _at_opset(file: OnnxFile, opset: int):
     _constants_as_initializers(proto)
     if file.input.batch is not None:
         _free_batch(proto, file.input.batch)
+    if sample_shape is not None:
+        fold_computed_reshapes(proto, file.input.name, sample_shape)
     _drop_inert_allowzero(proto)
     return proto
 
@@ -182,14 +187,15 @@ def candidate_opsets(opset: int) -> list[int]:
     return [o for o in dict.fromkeys([opset if opset >= MIN_OPSET else None, *CONVERSION_OPSETS]) if o is not None]
 
 
-def prepared_for_conversion(file: OnnxFile, get_converter) -> tuple[object, int]:
+def prepared_for_conversion(file: OnnxFile, get_converter,
+                            sample_shape: tuple[int, ...] | None = None) -> tuple[object, int]:
     """(ModelProto, opset): the first of `candidate_opsets` at which onnx2torch has a converter for every
     operator, with every Constant tensor as an initializer; ModelError naming the operators otherwise."""
     first_missing: list[str] | None = None
     failures = []
     for opset in candidate_opsets(file.opset):
         try:
-            proto = _at_opset(file, opset)
+            proto = _at_opset(file, opset, sample_shape)
         except Exception as exc:  # the version converter lacks an adapter for one of the nodes
             failures.append(f"opset {opset}: {describe(exc)}")
             continue
@@ -232,12 +238,16 @@ def _transpose_input(module: fx.GraphModule) -> None:
     module.recompile()
 
 
-def to_torch(file: OnnxFile, layout: str) -> tuple[fx.GraphModule, int]:
+def to_torch(file: OnnxFile, layout: str, sample_shape: tuple[int, int, int] | None = None) -> tuple[fx.GraphModule,
+                                                                                                    int]:
     """(the file's PyTorch form, the opset it was converted at): the form takes float32 (B, C, H, W)
     whatever the file's `layout`; ModelError naming the operators onnx2torch cannot convert, or
-    onnx2torch's own reason."""
+    onnx2torch's own reason. `sample_shape` (C, H, W), the input the run feeds, lets Reshape targets
+    computed from shapes become constants (`shapes.fold_computed_reshapes`)."""
     onnx2torch, get_converter = _onnx2torch()
-    proto, opset = prepared_for_conversion(file, get_converter)
+    if sample_shape is not None and layout == "nhwc":
+        sample_shape = (sample_shape[1], sample_shape[2], sample_shape[0])  # as the file takes it
+    proto, opset = prepared_for_conversion(file, get_converter, sample_shape)
     try:
         with _torchvision_for_import():
             module = onnx2torch.convert(proto)

@@ -8,6 +8,10 @@ size stays fixed.
 
 `onnx_source_of(module)` tells a backend which ONNX file an experiment's module was converted from;
 it answers for that very object only, never for a copy (a quantized copy is not the file).
+
+`with_source_interface` goes the other way, for a file quantlens wrote from such a module (a quantized
+model to deploy): it takes the source file's input (name, layout) and returns what the source returned
+(probabilities again, through an Exp of the log), so it can replace the source file where it runs.
 """
 
 from __future__ import annotations
@@ -116,3 +120,55 @@ def onnx_source_of(module: nn.Module):
         return _SOURCES.get(module)
     except TypeError:  # not weakly referenceable
         return None
+
+
+def with_source_interface(proto, file: OnnxFile, layout: str, kind: str):
+    """A copy of `proto` (quantlens's interface: `input` NCHW in, `logits` out, the log of probabilities
+    for a source that returns them) that takes `file`'s input as `file` does (its name, its layout) and
+    returns `file`'s output (its name, its kind)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    graph = out.graph
+    source_in, source_out = file.input.name, file.output_name
+    (batch, *_), = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input
+                    if v.name == INPUT_NAME]
+    inner_in, inner_out = INPUT_NAME, OUTPUT_NAME  # the values the graph itself reads and writes
+    if source_in == INPUT_NAME and layout == "nhwc":  # the same name, another layout: the graph's moves aside
+        inner_in = f"{INPUT_NAME}__nchw"
+        _rename_value(graph, INPUT_NAME, inner_in)
+    if source_out == OUTPUT_NAME and kind == "probabilities":
+        inner_out = f"{OUTPUT_NAME}__log"
+        _rename_value(graph, OUTPUT_NAME, inner_out)
+    for name in {source_in, source_out} - {INPUT_NAME, OUTPUT_NAME}:
+        _free(graph, name, "")
+    channels, height, width = file.input.dims(layout)
+    dims = [channels or "channels", height or "height", width or "width"]
+    dims = [batch, dims[1], dims[2], dims[0]] if layout == "nhwc" else [batch, *dims]
+    head, tail = [], []
+    if layout == "nhwc":
+        head.append(helper.make_node("Transpose", [source_in], [inner_in], perm=[0, 3, 1, 2],
+                                     name="quantlens_source_layout"))
+    elif source_in != INPUT_NAME:
+        head.append(helper.make_node("Identity", [source_in], [inner_in], name="quantlens_source_input"))
+    if kind == "probabilities":  # the log quantlens took, undone
+        tail.append(helper.make_node("Exp", [inner_out], [source_out], name="quantlens_source_probabilities"))
+    elif source_out != OUTPUT_NAME:
+        tail.append(helper.make_node("Identity", [inner_out], [source_out], name="quantlens_source_output"))
+    nodes = [*head, *graph.node, *tail]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if head:
+        inputs = [helper.make_tensor_value_info(source_in, TensorProto.FLOAT, dims)]
+        inputs += [v for v in graph.input if v.name not in (INPUT_NAME, inner_in)]
+        del graph.input[:]
+        graph.input.extend(inputs)
+    if tail:
+        (classes,) = [v.type.tensor_type.shape.dim[1] for v in graph.output if v.name in (OUTPUT_NAME, inner_out)]
+        del graph.output[:]
+        graph.output.append(helper.make_tensor_value_info(source_out, TensorProto.FLOAT,
+                                                          [batch, classes.dim_param or classes.dim_value]))
+    onnx.checker.check_model(out)
+    return out

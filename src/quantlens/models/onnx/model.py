@@ -97,7 +97,7 @@ def open_onnx_model(file: OnnxFile, *, layout: str, layout_origin: str, declared
     runtime = OnnxRuntimeModule(file, layout, kind)
     if not convert:
         return OnnxModel(file, layout, layout_origin, OutputInfo(kind, origin, handling(kind)), runtime)
-    torch_form, opset = to_torch(file, layout)
+    torch_form, opset = to_torch(file, layout, tuple(probe.shape[1:]))
     conversion = replace(verify(torch_form, raw, probe, str(file.path)), opset=opset)
     verify(torch_form, raw[:1], probe[:1], str(file.path))  # a batch of one: the batch axis is free
     events.note(f"{file.path} converted to PyTorch (onnx2torch): {conversion.describe()}")
