@@ -193,3 +193,30 @@ def test_a_final_softmax_and_its_log_run_in_float_after_the_last_quantizer(tmp_p
     assert (deployed.argmax(1) == simulated.argmax(1)).all()
     np.testing.assert_allclose(simulated, deployed, rtol=0, atol=1e-4)  # log-probabilities, float tail
     assert any("Softmax runs in float" in note for note in simulation.notes)
+
+
+class _Normalise(nn.Module):
+    """(x - mean) / std on 0..255 pixels: an ONNX file's own input normalisation, before any quantizer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([120.0, 110.0, 100.0]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([60.0, 55.0, 50.0]).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+def test_an_input_normalisation_before_the_first_quantizer_runs_in_float(tmp_path):
+    from test_qdq_export import SmallCNN
+
+    torch.manual_seed(5)
+    model = nn.Sequential(_Normalise(), SmallCNN()).eval()
+    x = torch.rand(16, 3, 16, 16) * 255
+    qmodel = quantize_model(model, int8_plans(model))
+    calibrate(qmodel, x.split(8))
+    result = export_qdq(qmodel, x, tmp_path / "normalised.onnx")
+    deployed, simulated, simulation = _deployed_and_simulated(qmodel, result.path, list(x.split(8)))
+    assert (deployed.argmax(1) == simulated.argmax(1)).all()
+    np.testing.assert_array_equal(simulated, deployed)
+    assert any("before its first quantizer runs in float" in note for note in simulation.notes)

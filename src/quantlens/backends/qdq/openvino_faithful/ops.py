@@ -127,7 +127,8 @@ class _NodeOps:
         return _Value(F.pad(v.value, torch_pads, value=value), v.sub, v.mul)
 
     def _run_float(self, env, src, node) -> _Value:
-        """Softmax / LogSoftmax / Log / Clip / elementwise Max, Min with constants, in float32 on real values."""
+        """Softmax / LogSoftmax / Log / Clip / elementwise Max, Min, Sub, Div, Mul (with constants, or values
+        computed before), in float32 on real values."""
         x = env[src].real()
         op = node.op_type
         if op in ("Softmax", "LogSoftmax"):
@@ -136,6 +137,8 @@ class _NodeOps:
         if op == "Log":
             return _Value(torch.log(x))
         others = [self._operand(env, name) for name in node.input[1:] if name]
+        if op in ("Sub", "Div", "Mul"):  # float32, as written: x op constant
+            return _Value({"Sub": torch.sub, "Div": torch.div, "Mul": torch.mul}[op](x, others[0]))
         if op == "Clip":
             low = others[0] if len(others) > 0 else g.attribute(node, "min", None)
             high = others[1] if len(others) > 1 else g.attribute(node, "max", None)

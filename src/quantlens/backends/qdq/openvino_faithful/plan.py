@@ -12,9 +12,10 @@ from quantlens.backends.qdq.openvino_faithful.fake_quant import FqRange, f32
 from quantlens.backends.qdq.openvino_faithful.values import _Dense, _Fused, _Quantizer
 
 _PASS_THROUGH = ("Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze")
-# Float operators a classifier ends with (a Softmax, and quantlens's log of probabilities): no quantizer follows
-# them, so they are computed in float32 as written.
+# Float operators after the last quantizer (a final Softmax, quantlens's log of probabilities), and before the
+# first one (a file's own input normalisation), computed in float32 as written.
 _FLOAT_TAIL = ("Softmax", "LogSoftmax", "Log", "Clip", "Max", "Min")
+_FLOAT_HEAD = ("Sub", "Div", "Mul")
 
 
 class _Planner:
@@ -86,10 +87,17 @@ class _Planner:
 
     def _plan(self) -> None:
         handled: set[str] = set()
+        head = {v.name for v in self.graph.input}  # values computed from the input before any quantizer
         for node in self.graph.node:
             if node.name in handled:
                 continue
             op = node.op_type
+            if op in _FLOAT_HEAD and node.input[0] in head:
+                head.update(node.output)
+                self._note(f"{node.name}: {op} of the input before its first quantizer runs in float here (not "
+                           "verified bit for bit: OpenVINO may fold it into that quantizer)")
+                self._steps.append(("float", node.output[0], node.input[0], node))
+                continue
             if op == "QuantizeLinear":
                 self._check_standalone(node)
                 self._steps.append(("fq", node.output[0], node.input[0], self._quantizer(node)))
