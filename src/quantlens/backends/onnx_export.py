@@ -39,7 +39,6 @@ from torch import nn
 from quantlens.atomic import atomic_path, write_json
 from quantlens.backends.base import BackendError, MissingPackageError, missing_package_message, package_installed
 from quantlens.errors import describe
-from quantlens.models.onnx.interface import onnx_source_of
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -145,6 +144,8 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, work_dir: str | P
     """
     require_export_packages(backend)
     import onnx
+
+    from quantlens.models.onnx.interface import onnx_source_of  # noqa: PLC0415  (the onnx packages, checked above)
 
     source = onnx_source_of(model)
     if source is not None and source.file.input.batch is None:

@@ -17,8 +17,6 @@ Anything else stops the lowering with the operators named.
 
 from __future__ import annotations
 
-from onnx import defs, helper, numpy_helper
-
 LOWERED_OPSET = 17
 # Later versions add tensor types only, or attributes that keep the opset-17 behaviour when absent or at
 # these values (Cast's `saturate` concerns float8 only).
@@ -36,6 +34,8 @@ REDUCTIONS = {"ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "Reduce
 
 
 def _constant_values(graph) -> dict:
+    from onnx import numpy_helper
+
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
@@ -44,12 +44,16 @@ def _constant_values(graph) -> dict:
 
 
 def _attribute(node, name):
+    from onnx import helper
+
     found = next((a for a in node.attribute if a.name == name), None)
     return None if found is None else helper.get_attribute_value(found)
 
 
 def _lower_reduction(node, constants: dict) -> str | None:
     """Rewrite in place; the reason when it cannot be."""
+    from onnx import helper
+
     axes_input = node.input[1] if len(node.input) > 1 and node.input[1] else None
     noop = _attribute(node, "noop_with_empty_axes") or 0
     if axes_input is None:
@@ -83,6 +87,8 @@ def _keeps_defaults(node) -> bool:
 def lower_to_17(proto) -> None:
     """Rewrite `proto` (a ModelProto of the default domain at opset >= 18) in place to opset 17;
     ValueError naming what has no opset-17 form."""
+    from onnx import defs
+
     opset = next(o for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     constants = _constant_values(proto.graph)
     problems: dict[str, None] = {}
