@@ -1,0 +1,2 @@
+from huggingface_hub import constants
+from huggingface_hub.file_download import _CACHED_NO_EXIST, try_to_load_from_cache

@@ -1,0 +1,1 @@
+from torchvision import models, transforms
