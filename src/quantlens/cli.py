@@ -6,12 +6,12 @@ A user mistake (a `QuantlensError`) prints one line on stderr and exits with cod
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import Literal
 
 import typer
 
+from quantlens.cli_errors import run_reporting_errors
 from quantlens.cli_listings import listings
 from quantlens.cli_options import (
     MODEL_HELP,
@@ -29,9 +29,11 @@ from quantlens.cli_options import (
     PretrainedOption,
     Split,
     StdOption,
+    csv_list,
+    given,
+    model_block,
 )
 from quantlens.cli_output import err, out
-from quantlens.errors import QuantlensError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -105,6 +107,11 @@ def _spec(values: dict, origin: str):
     return spec_from_dict(values, origin)
 
 
+def _overridden(spec, block: str, origin: str, **values):
+    """`spec` with `values` set in its `block`, validated as a config file's would be (errors name `origin`)."""
+    return _spec({**spec.to_dict(), block: {**getattr(spec, block).model_dump(), **values}}, origin)
+
+
 @app.command()
 def run(config: Path | None = typer.Argument(None, help="experiment YAML; none runs the default experiment"),
         out_root: str | None = OutOption, limit: int | None = LimitOption,
@@ -117,20 +124,13 @@ def run(config: Path | None = typer.Argument(None, help="experiment YAML; none r
     for note in notes:  # older entries are read; say how, so the user can update the file
         err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     if out_root:
-        spec = _spec({**spec.to_dict(), "output": {**spec.output.model_dump(), "root": out_root}}, "--out")
+        spec = _overridden(spec, "output", "--out", root=out_root)
     if limit is not None:
-        spec = _spec({**spec.to_dict(), "eval": {**spec.eval.model_dump(), "max_samples": limit}}, "--limit")
+        spec = _overridden(spec, "eval", "--limit", max_samples=limit)
     if positive_class is not None:
-        spec = _spec({**spec.to_dict(), "eval": {**spec.eval.model_dump(), "positive_class": positive_class}},
-                     "--positive-class")
+        spec = _overridden(spec, "eval", "--positive-class", positive_class=positive_class)
     _run(spec, check)
 
-
-
-def _model_block(name: str, weights: str | None, output: str, mean: str | None, std: str | None,
-                 pixel_scale: float | None, layout: str, pretrained: bool) -> dict:
-    return {"name": name, "weights": weights, "output": output, "input_layout": layout, "pretrained": pretrained,
-            **_given(mean=mean, std=std, pixel_scale=pixel_scale)}
 
 
 @app.command("eval")
@@ -148,9 +148,9 @@ def evaluate(model: str = typer.Option(..., help=MODEL_HELP),
              device: str = DeviceOption, out_root: str | None = OutOption, check: bool = CheckOption) -> None:
     """Evaluate a model (usually with --weights) and write a run record."""
     _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
-                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout, pretrained),
+                "model": model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout, pretrained),
                 "eval": {"split": split, "batch_size": batch_size, "max_samples": limit,
-                         **_given(positive_class=positive_class)},
+                         **given(positive_class=positive_class)},
                 "output": {"root": out_root}}, "eval"), check)
 
 
@@ -176,12 +176,8 @@ def train(model: str = typer.Option(...), data: str = typer.Option(...),
                 "data": {"source": data, "image_size": image_size,
                          "augment": [a.strip() for a in augment.split(",") if a.strip()]},
                 "model": {"name": model, "weights": weights, "pretrained": pretrained}, "train": train_block,
-                "eval": {"max_samples": limit, **_given(positive_class=positive_class)},
+                "eval": {"max_samples": limit, **given(positive_class=positive_class)},
                 "output": {"root": out_root}}, "train"), check)
-
-
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 # The recipe vocabularies (quantlens.recipes.tensor), spelled here so `quantlens --help` needs no torch;
@@ -191,11 +187,6 @@ NormMode = Literal["none", "tensor", "channel"]
 ScaleKind = Literal["fp32", "pow2"]
 Rounding = Literal["nearest_even", "stochastic"]
 InputOps = Literal["all", "matmul"]
-
-
-def _given(**options) -> dict:
-    """The options given on the command line (None: not given, the recipe's default applies)."""
-    return {k: v for k, v in options.items() if v is not None}
 
 
 @app.command()
@@ -248,25 +239,25 @@ def simulate(model: str = typer.Option(..., help=MODEL_HELP),
     Options left out keep the recipe's defaults (a block format such as mxfp4 or nvfp4 brings its
     block mode and size); those given apply to every format."""
     shared = {"scale": scale, "rounding": rounding}
-    recipes = {"weights": _given(format=weight_format, mode=weight_mode, block_size=weight_block_size, **shared),
-               "inputs": _given(format=input_format, mode=input_mode, block_size=input_block_size,
+    recipes = {"weights": given(format=weight_format, mode=weight_mode, block_size=weight_block_size, **shared),
+               "inputs": given(format=input_format, mode=input_mode, block_size=input_block_size,
                                 observer=observer, **shared),
-               "outputs": _given(format=output_format, mode=output_mode, block_size=output_block_size,
+               "outputs": given(format=output_format, mode=output_mode, block_size=output_block_size,
                                  observer=observer, **shared),
-               "norm": _given(format=norm_format, mode=norm_mode, **shared)}
+               "norm": given(format=norm_format, mode=norm_mode, **shared)}
     entry = {"version": 2, **{role: recipe for role, recipe in recipes.items() if recipe},
-             **_given(input_ops=input_ops, calibration_samples=calibration_samples,
+             **given(input_ops=input_ops, calibration_samples=calibration_samples,
                       quantize_first_layer=first_layer, quantize_last_layer=last_layer)}
-    if _csv(exclude):
-        entry["exclude"] = _csv(exclude)
-    if _csv(passes):
-        entry["passes"] = _csv(passes)
-    entries = [{**entry, "format": fmt} for fmt in _csv(format)]
+    if csv_list(exclude):
+        entry["exclude"] = csv_list(exclude)
+    if csv_list(passes):
+        entry["passes"] = csv_list(passes)
+    entries = [{**entry, "format": fmt} for fmt in csv_list(format)]
     _run(_spec({"name": name, "device": device, "data": {"source": data, "image_size": image_size},
-                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout, pretrained),
+                "model": model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout, pretrained),
                 "quantization": entries,
                 "eval": {"split": split, "batch_size": batch_size, "max_samples": limit,
-                         **_given(positive_class=positive_class)},
+                         **given(positive_class=positive_class)},
                 "output": {"root": out_root}}, "simulate"),
          check)
 
@@ -302,9 +293,9 @@ def export_command(target: Path = typer.Argument(..., metavar="OUT", help="the .
     else:
         entry = {"version": 2, "format": weight_format, "weights": {"mode": "channel"},
                  "inputs": {"format": input_format, "mode": "tensor", "observer": observer},
-                 "calibration_samples": calibration_samples, "passes": _csv(passes)}
+                 "calibration_samples": calibration_samples, "passes": csv_list(passes)}
         spec = _spec({"name": "export", "data": {"source": data, "image_size": image_size},
-                      "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout,
+                      "model": model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout,
                                             pretrained),
                       "quantization": [entry]}, "export")
     if target.suffix.lower() != ".onnx":
@@ -364,24 +355,10 @@ def bench(model: str = typer.Option(..., help=MODEL_HELP),
              "threads": parse_threads(threads), "rounds": rounds, "stages": stages,
              "profile": parse_profile_pairs(profile) if profile else ()}
     _run(_spec({"name": name, "data": {"source": data, "image_size": image_size},
-                "model": _model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout, pretrained),
+                "model": model_block(model, weights, output_kind, mean, std, pixel_scale, input_layout, pretrained),
                 "eval": {"enabled": evaluate and not data.startswith("synthetic"), "max_samples": limit,
-                         **_given(positive_class=positive_class)},
+                         **given(positive_class=positive_class)},
                 "benchmark": block, "output": {"root": out_root}}, "bench"), check)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    """Python warnings (from quantlens or a library it calls) as one line, without source lines."""
-    err.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True, style="yellow")
-
-
-def _click_error(name: str) -> type[Exception]:
-    """A click exception class by name, wherever typer takes click from (its own copy or the package)."""
-    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
-
-
-def _error(message: str) -> None:
-    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
 
 
 app.registered_commands.extend(listings.registered_commands)  # schema, models, formats, observers, passes
@@ -389,29 +366,7 @@ app.registered_commands.extend(listings.registered_commands)  # schema, models, 
 
 def main() -> None:
     """Every user mistake -- a bad option as much as a bad config -- is one `error:` line and exit 2."""
-    previous = warnings.showwarning
-    warnings.showwarning = _show_warning
-    usage_error, click_error = _click_error("UsageError"), _click_error("ClickException")
-    try:
-        code = app(standalone_mode=False)
-    except QuantlensError as exc:
-        _error(str(exc))
-        sys.exit(2)
-    except usage_error as exc:
-        if type(exc).__name__ != "NoArgsIsHelpError":  # the help was printed instead
-            command = exc.ctx.command_path if getattr(exc, "ctx", None) else "quantlens"
-            message = exc.format_message().replace("Value error, ", "")  # pydantic's prefix, through typer
-            _error(f"{message} (see '{command} --help')")
-        sys.exit(2)
-    except click_error as exc:
-        _error(exc.format_message())
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        _error("aborted")
-        sys.exit(1)
-    finally:
-        warnings.showwarning = previous
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(run_reporting_errors(app))
 
 
 if __name__ == "__main__":

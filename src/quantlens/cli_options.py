@@ -32,3 +32,20 @@ LayoutOption = typer.Option("auto", "--input-layout", help="an ONNX file's input
 PretrainedOption = typer.Option(False, "--pretrained", help="timm:/torchvision: models: the weights the package ships, "
                                                             "from its local cache (never downloaded), with the "
                                                             "model's own resize, crop and statistics")
+
+
+def csv_list(value: str) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def given(**options) -> dict:
+    """The options given on the command line (None: not given, the recipe's default applies)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def model_block(name: str, weights: str | None, output: str, mean: str | None, std: str | None,
+                pixel_scale: float | None, layout: str, pretrained: bool) -> dict:
+    """The `model:` block the shared model options describe."""
+    return {"name": name, "weights": weights, "output": output, "input_layout": layout, "pretrained": pretrained,
+            **given(mean=mean, std=std, pixel_scale=pixel_scale)}

@@ -23,6 +23,7 @@ from quantlens.bench.stats import Speedup, Summary
 from quantlens.bench.suite import BenchmarkReport, BenchmarkSession
 from quantlens.errors import ConfigError, DataError, QuantlensError
 from quantlens.recipes.benchmark import BenchmarkConfig
+from quantlens.recipes.validation import describe_validation_error
 
 CALIBRATION_BATCH = 32  # samples per calibration batch taken from the data (as the benchmark stage does)
 
@@ -85,7 +86,6 @@ class BenchmarkResult:
 def _config(backends: Sequence[str] | None, batch_sizes: Sequence[int], threads: int | str,
             options: dict[str, Any]) -> BenchmarkConfig:
     from quantlens.backends import BACKENDS  # noqa: PLC0415
-    from quantlens.experiments.spec import describe_validation_error  # noqa: PLC0415
 
     values: dict[str, Any] = {"batch_sizes": tuple(batch_sizes), "threads": threads, "stages": False, **options}
     if backends is not None:
@@ -93,7 +93,7 @@ def _config(backends: Sequence[str] | None, batch_sizes: Sequence[int], threads:
     try:
         config = BenchmarkConfig.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, "benchmark")) from None
+        raise ConfigError(describe_validation_error(exc, "benchmark", BenchmarkConfig)) from None
     for name in config.backends:
         if name not in BACKENDS:
             raise ConfigError(f"benchmark: backends: {BACKENDS.unknown_message(name)}")

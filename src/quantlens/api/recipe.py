@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from quantlens.errors import ConfigError
 from quantlens.recipes import QuantizationConfig
+from quantlens.recipes.validation import describe_validation_error
 
 
 def as_recipe(recipe: Any, what: str = "recipe") -> QuantizationConfig:
@@ -23,9 +24,8 @@ def as_recipe(recipe: Any, what: str = "recipe") -> QuantizationConfig:
     else:
         raise ConfigError(f"{what} is {type(recipe).__name__}; expected a QuantizationConfig, a dict as in a YAML "
                           f"quantization entry, or a format name such as 'int8'")
-    from quantlens.experiments.spec import describe_validation_error  # noqa: PLC0415  (the spec imports every registry)
 
     try:
         return QuantizationConfig.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, what)) from None
+        raise ConfigError(describe_validation_error(exc, what, QuantizationConfig)) from None

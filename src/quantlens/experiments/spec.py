@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     Field,
     ValidationError,
     ValidationInfo,
@@ -31,10 +30,10 @@ from quantlens.errors import ConfigError, QuantlensError
 from quantlens.experiments.config_file import read_config_file
 from quantlens.models.build import ModelRef
 from quantlens.recipes import Block, QuantizationConfig, TrainConfig
-from quantlens.recipes.base import block_class
 from quantlens.recipes.benchmark import BenchmarkConfig
 from quantlens.recipes.migration import migrate_quantization_entry
 from quantlens.recipes.quantization import DeployRuntime
+from quantlens.recipes.validation import describe_validation_error, shown
 
 # Unchanged by quantization entries' version 2: they carry their own version, and a version-1 file
 # (entries included) still reads.
@@ -343,56 +342,15 @@ class ExperimentSpec(Block):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _block_fields(loc: tuple) -> list[str]:
-    """The known keys of the block where an unknown key was found."""
-    model: type[BaseModel] | None = ExperimentSpec
-    for part in loc[:-1]:
-        if isinstance(part, int):  # an index into a list of blocks
-            continue
-        field = model.model_fields.get(str(part)) if model else None
-        model = block_class(field.annotation) if field else None
-        if model is None:
-            return []
-    return list(model.model_fields)
-
-
-def describe_validation_error(exc: ValidationError, origin: str) -> str:
-    """The first problem of a pydantic error as one line naming the field."""
-    first = exc.errors()[0]
-    loc = tuple(first["loc"])
-    where = ".".join(str(p) for p in loc)
-    more = f" (+{exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    if first["type"] == "extra_forbidden":
-        known = _block_fields(loc)
-        return f"{origin}: unknown key '{where}'" + (f" (known: {', '.join(known)})" if known else "") + more
-    message = str(first["msg"]).removeprefix("Value error, ")
-    # pydantic names Python types; a config file has lists and mappings
-    message = re.sub(r"a valid dictionary or instance of \w+", "a mapping of keys", message)
-    message = message.replace("a valid tuple", "a list").replace("a valid dictionary", "a mapping")
-    if first["type"] not in ("value_error", "missing") and "input" in first:
-        message += f" (got {_shown(first['input'])})"
-    return f"{origin}: {where}: {message}" + more if where else f"{origin}: {message}" + more
-
-
-def _shown(value: Any) -> str:
-    """A short description of an offending value: its repr (cut) and, when it may surprise, its type."""
-    text = repr(list(value) if isinstance(value, tuple) else value)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    kind = {bool: "a boolean", str: "a string", float: "a float", int: "an integer"}.get(type(value))
-    if kind is None:
-        kind = {list: "a list", tuple: "a list", dict: "a mapping", type(None): "null"}.get(type(value), "")
-    return f"{text}, {kind}" if kind and kind != "null" else text
-
-
 def spec_from_dict(values: Any, origin: str = "config") -> ExperimentSpec:
     if not isinstance(values, dict):
-        shown = "an empty value" if values is None or values == "" else _shown(values)
+        given = "an empty value" if values is None or values == "" else shown(values)
         raise ConfigError(f"{origin}: the top level must be a mapping of blocks (data, model, train, ...), "
-                          f"not {shown}")
+                          f"not {given}")
     try:
         return ExperimentSpec.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, origin)) from None
+        raise ConfigError(describe_validation_error(exc, origin, ExperimentSpec)) from None
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
